@@ -1,0 +1,127 @@
+//! `sqlvm-backup`: the command-line edge. Parses arguments, sets up logging, and hands off to
+//! the libraries; `anyhow` lives only here.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+mod demo;
+
+#[derive(Parser)]
+#[command(name = "sqlvm-backup", version, about = "Automates Azure Backup for SQL Server databases in Azure VMs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local Azure Backup API simulator on a scenario.
+    ///
+    /// Serves the ARM Backup and Compute paths the workflows use, the managed-identity endpoint
+    /// (GET /msi/token, header X-IDENTITY-HEADER) and the Entra client-credentials endpoint
+    /// (POST /{tenant}/oauth2/v2.0/token), and a control API under /_sim (see docs/simulator.md).
+    /// ARM requests need `Authorization: Bearer <token from one of those endpoints>`.
+    Simulator {
+        /// Scenario file (JSON, or TOML by extension). Default: the seed document's world.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Generate a fleet instead: VMS x DBS, e.g. `1000x10` (across 2 subscriptions x 2 vaults).
+        #[arg(long, conflicts_with = "scenario")]
+        fleet: Option<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Serve HTTPS with a self-signed certificate written to this PEM file.
+        #[arg(long)]
+        tls_cert_out: Option<PathBuf>,
+        /// The IDENTITY_HEADER secret clients must send to /msi/token (random by default).
+        #[arg(long, env = "SIM_IDENTITY_HEADER")]
+        identity_header: Option<String>,
+        /// Announce VMs created through the control API to this Event Grid webhook URL.
+        #[arg(long)]
+        event_grid_url: Option<String>,
+        /// Retry-After (seconds) sent with every 202, overriding the scenario.
+        #[arg(long)]
+        retry_after: Option<u64>,
+        /// Items per list page, overriding the scenario.
+        #[arg(long)]
+        page_size: Option<usize>,
+        /// Turn ARM throttling off.
+        #[arg(long)]
+        no_throttling: bool,
+    },
+    /// Start the simulator on the seed scenario and walk through the seed document's workflow
+    /// (discover, register, inquire, protect with HourlyLogBackup, on-demand Full backup),
+    /// printing each step and each job's final status. Needs no Azure.
+    Demo {
+        /// Retry-After the simulator sends, in seconds (the real service says 60).
+        #[arg(long, default_value_t = 1)]
+        retry_after: u64,
+    },
+}
+
+const SEED: &str = include_str!("../emulator/scenarios/seed.json");
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Simulator {
+            scenario,
+            fleet,
+            listen,
+            tls_cert_out,
+            identity_header,
+            event_grid_url,
+            retry_after,
+            page_size,
+            no_throttling,
+        } => {
+            use sqlvm_backup_emulator::{fleet as fl, scenario::Scenario, server};
+            let mut sc = match (scenario, fleet) {
+                (Some(p), _) => Scenario::load(&p).with_context(|| format!("loading {}", p.display()))?,
+                (None, Some(f)) => {
+                    let (v, d) = f.split_once('x').context("--fleet takes VMSxDBS, e.g. 1000x10")?;
+                    fl::generate(&fl::FleetSpec {
+                        vms: v.parse().context("VMS")?,
+                        databases_per_vm: d.parse().context("DBS")?,
+                        ..Default::default()
+                    })
+                }
+                (None, None) => serde_json::from_str(SEED).context("embedded seed scenario")?,
+            };
+            if let Some(r) = retry_after {
+                sc.settings.retry_after_seconds = r;
+            }
+            if let Some(p) = page_size {
+                sc.settings.page_size = p;
+            }
+            if no_throttling {
+                sc.settings.throttling.enabled = false;
+            }
+            let mut opts = server::SimulatorOptions { listen, ..Default::default() };
+            if let Some(h) = identity_header {
+                opts.identity.identity_header = h;
+            }
+            if let Some(path) = tls_cert_out {
+                opts.tls = Some(server::TlsOptions { cert_out: Some(path), sans: vec![] });
+            }
+            if let Some(url) = event_grid_url {
+                opts.event_grid = Some(sqlvm_backup_emulator::control::EventGridTarget { url, headers: Default::default() });
+            }
+            let sim = server::start(sc, opts).await?;
+            println!("simulator listening on {}", sim.base_url);
+            println!("IDENTITY_ENDPOINT={}", sim.identity_endpoint());
+            println!("IDENTITY_HEADER={}", sim.identity_header());
+            tokio::signal::ctrl_c().await?;
+            sim.shutdown().await;
+            Ok(())
+        }
+        Command::Demo { retry_after } => demo::run(SEED, retry_after).await,
+    }
+}
