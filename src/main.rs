@@ -8,6 +8,11 @@ use std::path::PathBuf;
 
 mod demo;
 
+/// JSON-heavy request handling allocates a lot; mimalloc makes the simulator markedly faster
+/// (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sqlvm-backup", version, about = "Automates Azure Backup for SQL Server databases in Azure VMs")]
 struct Cli {

@@ -206,7 +206,14 @@ pub struct Identity {
     opts: IdentityOptions,
     /// Per-process signing key; never leaves this struct.
     key: hmac::digest::Key<HmacSha256>,
+    /// Tokens already verified, with their claims: a client sends the same token thousands of
+    /// times, and re-verifying it is the largest cost of a simple ARM GET. Lifetime and
+    /// audience are still checked on every use.
+    verified: std::sync::Mutex<std::collections::HashMap<String, Arc<Claims>>>,
 }
+
+/// How many verified tokens are remembered before the cache is emptied.
+const VERIFIED_CACHE_LIMIT: usize = 10_000;
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,7 +224,7 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// Creates the identity platform with a fresh random signing key.
     pub fn new(opts: IdentityOptions) -> Arc<Self> {
-        Arc::new(Self { opts, key: random_key() })
+        Arc::new(Self { opts, key: random_key(), verified: Default::default() })
     }
 
     /// The secret the MSI endpoint expects in `X-IDENTITY-HEADER` (export it as
@@ -263,10 +270,27 @@ impl Identity {
     /// Validates an `Authorization` header value the way ARM does, returning the caller.
     pub fn check_arm_bearer(&self, authorization: Option<&str>, now: DateTime<Utc>) -> Result<Principal, AuthFailure> {
         let token = bearer_token(authorization)?;
-        let claims = self.verify(token)?;
+        let cached = self.verified.lock().unwrap_or_else(|e| e.into_inner()).get(token).cloned();
+        let claims = match cached {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(self.verify(token)?);
+                let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= VERIFIED_CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(token.to_string(), c.clone());
+                c
+            }
+        };
         check_lifetime(&claims, now)?;
         check_arm_audience(&claims.aud)?;
-        Ok(Principal { object_id: claims.oid, client_id: claims.appid, tenant_id: claims.tid, audience: claims.aud })
+        Ok(Principal {
+            object_id: claims.oid.clone(),
+            client_id: claims.appid.clone(),
+            tenant_id: claims.tid.clone(),
+            audience: claims.aud.clone(),
+        })
     }
 
     /// Like [`Identity::check_arm_bearer`], reading the header from a request's headers.

@@ -8,39 +8,46 @@ use std::collections::{BTreeMap, VecDeque};
 #[serde(rename_all = "camelCase")]
 pub struct RequestRecord {
     pub seq: u64,
-    pub at: String,
+    #[serde(serialize_with = "service_time")]
+    pub at: chrono::DateTime<chrono::Utc>,
     pub method: String,
     /// Path and query as received (still percent-encoded).
     pub url: String,
-    pub operation_id: String,
+    pub operation_id: &'static str,
     pub status: u16,
+}
+
+/// Timestamps are formatted when the log is read, not on the hot path.
+fn service_time<S: serde::Serializer>(t: &chrono::DateTime<chrono::Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::names::timestamp(*t))
 }
 
 #[derive(Debug, Default)]
 pub struct Recorder {
     seq: u64,
     log: VecDeque<RequestRecord>,
-    counters: BTreeMap<(String, u16), u64>,
+    counters: BTreeMap<(&'static str, u16), u64>,
 }
 
 impl Recorder {
-    pub fn record(&mut self, capacity: usize, method: &str, url: &str, operation_id: &str, status: u16, at: String) {
+    pub fn record(
+        &mut self,
+        capacity: usize,
+        method: &str,
+        url: &str,
+        operation_id: &'static str,
+        status: u16,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
         self.seq += 1;
-        *self.counters.entry((operation_id.to_string(), status)).or_default() += 1;
+        *self.counters.entry((operation_id, status)).or_default() += 1;
         if capacity == 0 {
             return;
         }
         while self.log.len() >= capacity {
             self.log.pop_front();
         }
-        self.log.push_back(RequestRecord {
-            seq: self.seq,
-            at,
-            method: method.to_string(),
-            url: url.to_string(),
-            operation_id: operation_id.to_string(),
-            status,
-        });
+        self.log.push_back(RequestRecord { seq: self.seq, at, method: method.to_string(), url: url.to_string(), operation_id, status });
     }
 
     /// Entries with `seq > since`.
@@ -52,7 +59,7 @@ impl Recorder {
     pub fn counters(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for ((op, status), n) in &self.counters {
-            out.entry(op.clone()).or_default().insert(status.to_string(), *n);
+            out.entry(op.to_string()).or_default().insert(status.to_string(), *n);
         }
         out
     }

@@ -259,7 +259,8 @@ async fn arm_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or("").to_string();
     let url = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| path.clone());
-    let op_id = arm::route::parse(&path).map(|r| arm::operation_id(&r, Method::parse(&method))).unwrap_or("Unknown");
+    let parsed = arm::route::parse(&path);
+    let op_id = parsed.as_ref().map(|r| arm::operation_id(r, Method::parse(&method))).unwrap_or("Unknown");
     let (settings_max_body, latency, log_cap, throttling, faults) = {
         let w = lock(&shared.world);
         (
@@ -305,7 +306,7 @@ async fn arm_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
         let fault = lock(&shared.dice).roll(&faults, op_id);
         match fault {
             Fault::Drop => {
-                lock(&shared.recorder).record(log_cap, &method, &url, op_id, 0, crate::names::timestamp(now));
+                lock(&shared.recorder).record(log_cap, &method, &url, op_id, 0, now);
                 let mut r = Response::new(Body::empty());
                 r.extensions_mut().insert(DropConnection);
                 return r;
@@ -343,7 +344,7 @@ async fn arm_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
         };
         let base = base_url(&shared, &parts.headers);
         let areq = ArmRequest { method: Method::parse(&method), path: &path, query: &raw_query, body: &bytes, base_url: &base, now };
-        let r = arm::handle(&mut lock(&shared.world), &areq);
+        let r = arm::handle_parsed(&mut lock(&shared.world), &areq, parsed);
         Ok(r)
     };
     if latency > 0 {
@@ -357,8 +358,9 @@ async fn arm_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
     if let Some(spec) = &shared.schema {
         check_schema(&shared, spec, op_id, status, body.as_ref(), &url);
     }
-    lock(&shared.recorder).record(log_cap, &method, &url, op_id, status, crate::names::timestamp(now));
-    let request_id = uuid::Uuid::new_v4().to_string();
+    lock(&shared.recorder).record(log_cap, &method, &url, op_id, status, now);
+    // A fast RNG: a syscall per request id would cost more than answering a simple GET.
+    let request_id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid().to_string();
     let correlation = parts
         .headers
         .get("x-ms-correlation-request-id")

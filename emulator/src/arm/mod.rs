@@ -134,8 +134,13 @@ impl Ctx<'_> {
 
 /// Answer one ARM request.
 pub fn handle(world: &mut World, req: &ArmRequest) -> ArmResponse {
+    handle_parsed(world, req, route::parse(req.path))
+}
+
+/// [`handle`] for a path the caller already parsed (the server parses once per request).
+pub fn handle_parsed(world: &mut World, req: &ArmRequest, parsed: Result<Route, RouteError>) -> ArmResponse {
     world.tick(req.now);
-    let route = match route::parse(req.path) {
+    let route = match parsed {
         Ok(r) => r,
         Err(RouteError::NotArm) => {
             return ArmResponse::error("Unknown", &ArmError::not_found("NotFound", format!("No ARM route matches '{}'.", req.path)));

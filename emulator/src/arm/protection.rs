@@ -87,16 +87,14 @@ pub fn put_item(world: &mut World, ctx: &Ctx, container: &str, item: &str) -> Re
     item_accepted(world, ctx, container, item, &started.op_id)
 }
 
-/// 202 with item-level tracking URLs, in the canonical names the service uses.
+/// 202 with item-level tracking URLs (canonical container name, item name as requested).
 fn item_accepted(world: &World, ctx: &Ctx, container: &str, item: &str, op_id: &str) -> Result<ArmResponse, ArmError> {
     let vault = world.vault(&ctx.vault_key).ok_or_else(|| ArmError::not_found("ResourceNotFound", "vault"))?;
     let c_name = vault.containers.get(&key(container)).map(|c| c.name.clone()).unwrap_or_else(|| container.to_string());
-    let i_name = crate::names::parse_db_item_name(item).and_then(|(i, d)| {
-        let vm = world.vms.get(&vault.containers.get(&key(container))?.vm_key)?;
-        let (inst, db) = vm.find_db(&i, &d)?;
-        Some(crate::names::protected_db_name(&inst.name, &db.name))
-    });
-    let i_name = i_name.unwrap_or_else(|| item.to_string());
+    // The item name is echoed as the request spelled it: the seed document PUTs and POSTs to
+    // `sqldatabase;mssqlserver;msdb` and gets tracking URLs with that spelling, although the
+    // body it later returns says `SQLDataBase;mssqlserver;msdb`.
+    let i_name = item;
     let base = format!("{}/backupFabrics/Azure/protectionContainers/{c_name}/protectedItems/{i_name}", ctx.vault_url(world));
     Ok(accepted(
         world,
@@ -258,16 +256,31 @@ pub fn recovery_points(world: &mut World, ctx: &Ctx, container: &str, item: &str
     let it = world.item(&ctx.vault_key, container, item).map_err(|_| item_not_found(item))?;
     let vault = world.vault(&ctx.vault_key).ok_or_else(|| ArmError::not_found("ResourceNotFound", "vault"))?;
     let all = render::recovery_points(vault, it);
+    // Extended info (the database files) comes with a single point, and with a Log-only list
+    // asked for `extendedInfo eq 'true'` (AzureWorkloadSQLRecoveryPoint.extendedInfo in bms.json).
+    let with_extended_info = |mut r: Value| {
+        let at = r["properties"]["recoveryPointTimeInUTC"]
+            .as_str()
+            .or_else(|| r["properties"]["timeRanges"][0]["endTime"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        r["properties"]["extendedInfo"] = render::sql_recovery_point_extended_info(it, &at);
+        r
+    };
     match rp {
         Some(id) => all
             .into_iter()
             .find(|r| r["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(id)))
-            .map(|r| ArmResponse::ok("", r))
+            .map(|r| ArmResponse::ok("", with_extended_info(r)))
             .ok_or_else(|| ArmError::not_found("BMSUserErrorRecoveryPointNotFound", format!("Recovery point '{id}' was not found."))),
         None => {
             let f = Filter::parse(ctx.query.get("$filter"), &["startdate", "enddate", "restorepointquerytype", "extendedinfo"])?;
+            let extended = f.allows("restorepointquerytype", "Log")
+                && f.get("restorepointquerytype").is_some()
+                && f.get("extendedinfo").is_some_and(|v| v.eq_ignore_ascii_case("true"));
             let items: Vec<Value> = all
                 .into_iter()
+                .map(|r| if extended { with_extended_info(r) } else { r })
                 .filter(|r| match f.get("restorepointquerytype").map(str::to_ascii_lowercase).as_deref() {
                     None | Some("all") => true,
                     Some("log") => r["properties"]["type"] == json!("Log"),

@@ -98,8 +98,9 @@ pub fn job_result(world: &mut World, ctx: &Ctx, op: &str) -> Result<ArmResponse,
 pub fn status(world: &mut World, ctx: &Ctx, op: &str) -> Result<ArmResponse, ArmError> {
     let o = operation(world, ctx, op)?;
     let mut body = render::operation_status(o);
-    if matches!(o.kind, OpKind::Refresh) {
-        // The fabric-level status carries the ARM path as its id (2026-10-01 example).
+    if matches!(o.kind, OpKind::Refresh) && key(ctx.req.path).contains("/backupfabrics/") {
+        // The fabric-level status carries the ARM path as its id (2026-10-01 example); the
+        // vault-level `backupOperations/{id}` keeps the bare GUID like every other operation.
         if let Some(v) = world.vault(&ctx.vault_key) {
             body["id"] = Value::String(format!("{}/backupFabrics/Azure/operationsStatus/{}", v.id(), o.id));
         }

@@ -63,7 +63,8 @@ pub fn container(vault: &Vault, c: &Container, vm: Option<&Vm>) -> Value {
         "lastUpdatedTime": timestamp(c.last_updated),
         "workloadType": "SQLDataBase"
     });
-    let mut ext = json!({ "hostServerName": vm.map(|v| v.fqdn.as_str()).unwrap_or_default() });
+    // A stand-alone VM: no distributed (Always On / FCI) nodes, shown as an empty list.
+    let mut ext = json!({ "hostServerName": vm.map(|v| v.fqdn.as_str()).unwrap_or_default(), "nodesList": [] });
     if let Some(inq) = &c.inquiry {
         let (code, msg) = inq.error.clone().unwrap_or_else(|| ("Success".into(), String::new()));
         ext["inquiryInfo"] = json!({
@@ -159,7 +160,8 @@ pub fn workload_items(vault: &Vault, c: &Container, vm: &Vm) -> Vec<Value> {
             "properties": {
                 "backupManagementType": "AzureWorkload", "workloadType": "SQLDataBase", "workloadItemType": "SQLInstance",
                 "friendlyName": inst.name, "protectionState": "NotProtected", "parentName": inst.name, "serverName": vm.fqdn,
-                "isAutoProtectable": true, "subinquireditemcount": dbs.len(), "subWorkloadItemCount": dbs.len()
+                "isAutoProtectable": true, "subinquireditemcount": dbs.len(), "subWorkloadItemCount": dbs.len(),
+                "dataDirectoryPaths": [{ "type": "Data", "path": DATA_DIR }, { "type": "Log", "path": LOG_DIR }]
             }
         }));
         for db in dbs {
@@ -218,7 +220,9 @@ pub fn protected_item(vault: &Vault, item: &ProtectedItem, vm: Option<&Vm>) -> V
     }
     if let (Some(first), Some(last)) = (item.recovery_points.first(), item.recovery_points.last()) {
         props["extendedInfo"]["oldestRecoveryPoint"] = json!(timestamp(first.time));
-        props["extendedInfo"]["newestRecoveryPoint"] = json!(timestamp(last.time));
+        props["extendedInfo"]["oldestRecoveryPointInVault"] = json!(timestamp(first.time));
+        // The workload extendedInfo has no "newest" field; the base item's lastRecoveryPoint is it.
+        props["lastRecoveryPoint"] = json!(timestamp(last.time));
     }
     json!({
         "id": format!("{}/backupFabrics/{FABRIC}/protectionContainers/{}/protectedItems/{}", vault.id(), container_name, item.name),
@@ -353,6 +357,22 @@ pub fn intent(vault: &Vault, i: &Intent) -> Value {
         "name": i.name,
         "type": "Microsoft.RecoveryServices/vaults/backupFabrics/backupProtectionIntent",
         "properties": props
+    })
+}
+
+/// Default data and log directories of a simulated SQL instance (as in the spec's example).
+const DATA_DIR: &str = "F:\\DATA\\";
+const LOG_DIR: &str = "F:\\LOG\\";
+
+/// `AzureWorkloadSQLRecoveryPointExtendedInfo`: the database's files at `at`. The service fills
+/// it when one recovery point is read, or when Log points are listed with `extendedInfo eq 'true'`.
+pub fn sql_recovery_point_extended_info(item: &ProtectedItem, at: &str) -> Value {
+    json!({
+        "dataDirectoryTimeInUTC": at,
+        "dataDirectoryPaths": [
+            { "type": "Data", "path": format!("{DATA_DIR}{}.mdf", item.database), "logicalName": item.database },
+            { "type": "Log", "path": format!("{LOG_DIR}{}_log.ldf", item.database), "logicalName": format!("{}_log", item.database) }
+        ]
     })
 }
 
