@@ -1,0 +1,403 @@
+//! The engine: runs one delivered step message against a [`Backend`] and the ARM client.
+//!
+//! The flow of one step (docs/ARCHITECTURE.md): load the workflow → skip duplicates and ended
+//! workflows → check deadline and poll budget → [`steps::plan`] → one ARM call → record the step
+//! → [`steps::decide`] → commit state + next messages + acknowledgement as one unit. A commit
+//! that loses a race reloads the state and decides again with the same answer, so a race never
+//! repeats an ARM call. Nothing here sleeps on an operation: waits are delayed messages.
+
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::arm::{ArmAnswer, ArmClient, ArmError, ArmRequest};
+use crate::ports::{Backend, BackendError, Commit, Delivery, Scheduled, Versioned};
+use crate::resource_id::ResourceId;
+use crate::workflow::failure::{Failure, FailureClass};
+use crate::workflow::message::{MESSAGE_VERSION, Step, StepMessage};
+use crate::workflow::state::*;
+use crate::workflow::steps::{self, Plan, StepCtx, StepOptions};
+
+/// Engine settings; every default is in `Default`.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub steps: StepOptions,
+    /// A workflow fails with `DeadlineExceeded` this long after it started (default 24 h).
+    pub deadline: Duration,
+    /// ARM calls one workflow may make (default 5000).
+    pub poll_budget: u32,
+    /// Deliveries of one message before it is poisoned (default 8).
+    pub max_deliveries: u32,
+    /// Lease on a received message (default 5 min).
+    pub lease: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { steps: StepOptions::default(), deadline: Duration::from_secs(24 * 3600), poll_budget: 5000, max_deliveries: 8, lease: Duration::from_secs(300) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: String,
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("invalid request: {}", .0.message)]
+    Invalid(Failure),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// What running one delivery did, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied { step: &'static str, sent: usize },
+    Duplicate,
+    WorkflowEnded,
+    Poisoned(String),
+}
+
+pub struct Engine {
+    backend: Arc<dyn Backend>,
+    arm: ArmClient,
+    opts: EngineOptions,
+    /// One step at a time per workflow in this process: children of one workflow then never
+    /// race for its state (other processes are handled by versioned commits).
+    running: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn bad(code: &str, message: impl Into<String>) -> SubmitError {
+    SubmitError::Invalid(Failure::local(code, message, FailureClass::Permanent))
+}
+
+/// Check a request before anything is sent (resource ids, retention rules).
+pub fn validate(input: &WorkflowInput) -> Result<(), SubmitError> {
+    match input {
+        WorkflowInput::Protect(p) => {
+            ResourceId::parse_vm(&p.vm_id).map_err(|e| bad("InvalidVmId", e.to_string()))?;
+            if let Some(v) = &p.vault_id {
+                ResourceId::parse_vault(v).map_err(|e| bad("InvalidVaultId", e.to_string()))?;
+            }
+            if let Some(pol) = &p.policy
+                && (pol.is_empty() || pol.contains(['/', '?', '#']))
+            {
+                return Err(bad("InvalidPolicy", "policy is a policy name of the vault, not an id"));
+            }
+        }
+        WorkflowInput::Backup(b) => {
+            ResourceId::parse_vault(&b.vault_id).map_err(|e| bad("InvalidVaultId", e.to_string()))?;
+            match (b.backup_type, b.retention_days) {
+                (BackupType::Full, Some(d)) if !(45..=36135).contains(&d) => {
+                    return Err(bad("InvalidRetention", format!("an on-demand Full backup is kept 45 days to 99 years (36135 days), not {d}")));
+                }
+                (BackupType::CopyOnlyFull, Some(0)) => return Err(bad("InvalidRetention", "retentionDays must be at least 1")),
+                (BackupType::Differential | BackupType::Log, Some(_)) => {
+                    return Err(bad("RetentionNotAllowed", format!("{} backups are kept as the policy says; omit retentionDays", b.backup_type.as_str())));
+                }
+                _ => {}
+            }
+            for i in &b.items {
+                if i.container.is_empty() || i.item.is_empty() || i.item.contains('/') || i.container.contains('/') {
+                    return Err(bad("InvalidItem", "items need the container and protected-item names the service returned"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first step of a new workflow.
+fn first_step(input: &WorkflowInput) -> Step {
+    match input {
+        WorkflowInput::Protect(p) if p.vault_id.is_some() && p.policy.is_some() => Step::Refresh { round: 0 },
+        WorkflowInput::Protect(_) => Step::ResolveTarget,
+        WorkflowInput::Backup(_) => Step::SelectItems,
+    }
+}
+
+/// A workflow id: random, or derived from an idempotency key so a repeated submit finds the
+/// first one.
+pub fn workflow_id(kind: WorkflowKind, key: Option<&str>) -> String {
+    let prefix = match kind {
+        WorkflowKind::Protect => "protect",
+        WorkflowKind::Backup => "backup",
+    };
+    match key {
+        Some(k) => {
+            let mut h: u64 = 0xcbf29ce484222325;
+            for b in k.bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x100000001b3);
+            }
+            format!("{prefix}-k{h:016x}")
+        }
+        None => format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+impl Engine {
+    pub fn new(backend: Arc<dyn Backend>, arm: ArmClient, opts: EngineOptions) -> Engine {
+        Engine { backend, arm, opts, running: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Validate and start a workflow.
+    pub async fn submit(&self, input: WorkflowInput, origin: &str, key: Option<&str>) -> Result<Submitted, SubmitError> {
+        validate(&input)?;
+        let now = Utc::now();
+        let kind = match input {
+            WorkflowInput::Protect(_) => WorkflowKind::Protect,
+            WorkflowInput::Backup(_) => WorkflowKind::Backup,
+        };
+        let id = workflow_id(kind, key);
+        let mut target = Target::default();
+        if let WorkflowInput::Protect(p) = &input
+            && let (Some(v), Some(pol)) = (&p.vault_id, &p.policy)
+        {
+            target.vault_id = Some(v.clone());
+            target.policy_id = Some(format!("{v}/backupPolicies/{pol}"));
+        }
+        let step = first_step(&input);
+        let mut state = WorkflowState {
+            id: id.clone(),
+            kind,
+            input,
+            status: WorkflowStatus::Running,
+            created_at: now,
+            updated_at: now,
+            deadline: now + chrono::Duration::from_std(self.opts.deadline).unwrap_or(chrono::Duration::days(1)),
+            polls: 0,
+            poll_budget: self.opts.poll_budget,
+            origin: origin.to_string(),
+            target,
+            steps: vec![],
+            children: vec![],
+            failure: None,
+            done_steps: Default::default(),
+            open: 1,
+        };
+        let first = StepMessage { v: MESSAGE_VERSION, workflow_id: id.clone(), step_id: format!("{id}/-/{}/start", step.name()), step, child: None, tracking_url: None, attempt: 0 };
+        state.updated_at = now;
+        let created = self.backend.start(&state, vec![Scheduled { message: first, delay: Duration::ZERO }]).await?;
+        tracing::info!(workflow_id = %id, created, origin, "workflow submitted");
+        Ok(Submitted { id, created })
+    }
+
+    fn lock_for(&self, workflow_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+        }
+        map.entry(workflow_id.to_string()).or_default().clone()
+    }
+
+    /// Run one delivered message: the whole flow of one step.
+    pub async fn run_delivery(&self, d: Delivery) -> Result<Outcome, EngineError> {
+        let lock = self.lock_for(&d.message.workflow_id);
+        let _guard = lock.lock().await;
+        let msg = d.message.clone();
+        let Some(loaded) = self.backend.load(&msg.workflow_id).await? else {
+            let reason = format!("no workflow {}", msg.workflow_id);
+            self.backend.poison(&d.receipt, &reason).await?;
+            return Ok(Outcome::Poisoned(reason));
+        };
+        if loaded.value.status.is_terminal() || loaded.value.done_steps.contains(&msg.step_id) {
+            let outcome = if loaded.value.status.is_terminal() { Outcome::WorkflowEnded } else { Outcome::Duplicate };
+            self.commit_with_retry(loaded, &msg, &d, |st| (st.clone(), vec![])).await?;
+            return Ok(outcome);
+        }
+        let now = Utc::now();
+        let ctx = StepCtx { now, opts: &self.opts.steps, dequeue_count: d.dequeue_count };
+        // Deadline and budget end the workflow before any further ARM call.
+        let stop = if now > loaded.value.deadline {
+            Some(Failure::local("DeadlineExceeded", "The workflow ran past its deadline.", FailureClass::Permanent))
+        } else if loaded.value.polls >= loaded.value.poll_budget {
+            Some(Failure::local("PollBudgetExhausted", format!("The workflow used its {} ARM calls.", loaded.value.poll_budget), FailureClass::Permanent))
+        } else {
+            None
+        };
+        let (answer, plan_url) = match (&stop, steps::plan(&msg, &loaded.value, &ctx)) {
+            (Some(_), _) => (None, None),
+            (None, Plan::Local) => (None, None),
+            (None, Plan::Arm(call)) => {
+                let url = call.url.clone();
+                let mut req = match call.method {
+                    "PUT" => ArmRequest::put(&call.url, call.body.unwrap_or_default()),
+                    "POST" => ArmRequest::post(&call.url, call.body),
+                    "DELETE" => ArmRequest::delete(&call.url),
+                    _ => ArmRequest::get(&call.url),
+                };
+                if !call.retriable {
+                    req = req.not_retriable();
+                }
+                let trigger_redelivered = matches!(msg.step, Step::Trigger { .. }) && d.dequeue_count > 1;
+                if trigger_redelivered { (None, None) } else { (Some(self.arm.send(req).await), Some(url)) }
+            }
+        };
+        let step_name = msg.step.name();
+        let sent = std::sync::atomic::AtomicUsize::new(0);
+        let decide = |state: &WorkflowState| -> (WorkflowState, Vec<Scheduled>) {
+            if state.done_steps.contains(&msg.step_id) || state.status.is_terminal() {
+                // Someone applied this step (or ended the workflow) while we raced.
+                return (state.clone(), vec![]);
+            }
+            let mut st = state.clone();
+            st.updated_at = now;
+            if answer.is_some() {
+                st.polls += 1;
+            }
+            st.done_steps.insert(msg.step_id.clone());
+            st.steps.push(record(&msg, answer.as_ref(), plan_url.as_deref(), now));
+            let next = match &stop {
+                Some(f) => {
+                    st.failure.get_or_insert(f.clone());
+                    vec![]
+                }
+                None => steps::decide(&msg, &mut st, answer.clone(), &ctx),
+            };
+            st.open = (st.open + next.len() as u32).saturating_sub(1);
+            finish_if_done(&mut st);
+            sent.store(next.len(), std::sync::atomic::Ordering::Relaxed);
+            (st, next)
+        };
+        self.commit_with_retry(loaded, &msg, &d, decide).await?;
+        Ok(Outcome::Applied { step: step_name, sent: sent.load(std::sync::atomic::Ordering::Relaxed) })
+    }
+
+    /// Commit the state `apply` builds from the stored one; on a lost race, reload and apply
+    /// again (the ARM answer is reused, never re-fetched).
+    async fn commit_with_retry(
+        &self,
+        mut loaded: Versioned<WorkflowState>,
+        msg: &StepMessage,
+        d: &Delivery,
+        apply: impl Fn(&WorkflowState) -> (WorkflowState, Vec<Scheduled>),
+    ) -> Result<(), EngineError> {
+        for _ in 0..8 {
+            let (state, next) = apply(&loaded.value);
+            let commit = Commit { state, expected_version: loaded.version.clone(), next, ack: Some(d.receipt.clone()) };
+            match self.backend.commit(commit).await {
+                Ok(()) => return Ok(()),
+                Err(BackendError::Conflict) => match self.backend.load(&msg.workflow_id).await? {
+                    Some(l) => loaded = l,
+                    None => return Ok(()),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Give the message back; it will run again later.
+        self.backend.release(&d.receipt, Duration::from_secs(1)).await?;
+        Ok(())
+    }
+
+    /// Receive up to `max` due messages and run them one after another (tests, simple loops).
+    pub async fn run_due(&self, max: usize) -> Result<usize, EngineError> {
+        let deliveries = self.backend.receive(max, self.opts.lease).await?;
+        let n = deliveries.len();
+        for d in deliveries {
+            self.run_or_give_back(d).await?;
+        }
+        Ok(n)
+    }
+
+    /// Run a delivery; on an engine error give the message back with a back-off, and on the
+    /// last allowed delivery record the workflow as failed before poisoning the message.
+    pub async fn run_or_give_back(&self, d: Delivery) -> Result<Outcome, EngineError> {
+        let receipt = d.receipt.clone();
+        let count = d.dequeue_count;
+        let wf = d.message.workflow_id.clone();
+        match self.run_delivery(d).await {
+            Ok(o) => Ok(o),
+            Err(e) if count >= self.opts.max_deliveries => {
+                let reason = format!("gave up after {count} deliveries: {e}");
+                self.fail_workflow(&wf, Failure::local("StepFailedRepeatedly", reason.clone(), FailureClass::Retryable)).await;
+                self.backend.poison(&receipt, &reason).await?;
+                Ok(Outcome::Poisoned(reason))
+            }
+            Err(e) => {
+                tracing::warn!(workflow_id = %wf, error = %e, "step failed; message given back");
+                let delay = Duration::from_secs(2u64.saturating_pow(count.min(8)));
+                self.backend.release(&receipt, delay).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Mark a workflow failed (used before a message is poisoned).
+    pub async fn fail_workflow(&self, workflow_id: &str, failure: Failure) {
+        for _ in 0..5 {
+            let Ok(Some(loaded)) = self.backend.load(workflow_id).await else { return };
+            if loaded.value.status.is_terminal() {
+                return;
+            }
+            let mut st = loaded.value.clone();
+            st.failure.get_or_insert(failure.clone());
+            st.status = WorkflowStatus::Failed;
+            st.updated_at = Utc::now();
+            let c = Commit { state: st, expected_version: loaded.version, next: vec![], ack: None };
+            if self.backend.commit(c).await.is_ok() {
+                return;
+            }
+        }
+    }
+}
+
+/// The history entry of a step.
+fn record(msg: &StepMessage, answer: Option<&Result<ArmAnswer, ArmError>>, url: Option<&str>, now: DateTime<Utc>) -> StepRecord {
+    let op_id = |u: &str| u.split('?').next().and_then(|p| p.rsplit('/').next()).map(str::to_string);
+    let (http_status, operation_id, job_id, note) = match answer {
+        Some(Ok(a)) => {
+            let tracked = a.tracking_url().map(str::to_string).or_else(|| msg.tracking_url.clone());
+            let is_op = tracked.as_deref().is_some_and(|u| {
+                let l = u.to_ascii_lowercase();
+                l.contains("/operationresults/") || l.contains("/operationsstatus/") || l.contains("/backupoperations/")
+            });
+            let job = a.body.get("properties").and_then(|p| p.get("jobId")).and_then(|j| j.as_str()).map(str::to_string).or_else(|| match &msg.step {
+                Step::PollJob { job_id, .. } => Some(job_id.clone()),
+                _ => None,
+            });
+            (Some(a.status), if is_op { tracked.as_deref().and_then(op_id) } else { None }, job, None)
+        }
+        Some(Err(e)) => (e.status(), None, None, Some(format!("{}: {}", e.code(), e))),
+        None => (None, None, None, None),
+    };
+    let _ = url;
+    StepRecord { step: msg.step.name().to_string(), child: msg.child, at: now, http_status, operation_id, job_id, note }
+}
+
+/// When nothing is in flight, the workflow has ended: decide how.
+fn finish_if_done(st: &mut WorkflowState) {
+    let parent_failed = st.failure.is_some();
+    if st.open > 0 && !(parent_failed && st.children.iter().all(|c| c.status.is_terminal())) {
+        return;
+    }
+    let failed = st.children.iter().filter(|c| matches!(c.status, ChildStatus::Failed { .. })).count();
+    let ok = st.children.iter().filter(|c| matches!(c.status, ChildStatus::Succeeded)).count();
+    for c in st.children.iter_mut().filter(|c| !c.status.is_terminal()) {
+        c.status = ChildStatus::Failed { failure: Failure::local("Abandoned", "The workflow ended before this database's work did.", FailureClass::Permanent) };
+    }
+    st.status = match (failed, ok) {
+        _ if parent_failed => WorkflowStatus::Failed,
+        (0, _) => WorkflowStatus::Succeeded,
+        (_, 0) => WorkflowStatus::Failed,
+        _ => WorkflowStatus::PartiallySucceeded,
+    };
+}

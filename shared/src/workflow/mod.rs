@@ -1,0 +1,7 @@
+//! Workflows as data and pure steps (see `docs/ARCHITECTURE.md`, "the flow of one step").
+
+pub mod failure;
+pub mod message;
+pub mod state;
+pub mod select;
+pub mod steps;

@@ -1,0 +1,80 @@
+//! The worker pool of the embedded runtime: receives due step messages from the backend and runs
+//! them concurrently through the engine, up to a limit, until shutdown.
+//!
+//! Shutdown is an argument (as in mini-redis' `server::run`): when it resolves, no new message
+//! is taken and the steps under way finish; a message left unacknowledged simply comes back
+//! after its lease, which every step tolerates.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlvm_backup_shared::engine::Engine;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Steps running at once (default 16).
+    pub concurrency: usize,
+    /// Wait between polls of an empty queue (default 25 ms): the latency added to every delay.
+    pub idle_poll: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions { concurrency: 16, idle_poll: Duration::from_millis(25) }
+    }
+}
+
+/// Run until `shutdown` resolves.
+pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future<Output = ()>) {
+    let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        let free = permits.available_permits();
+        let batch = if free == 0 {
+            Vec::new()
+        } else {
+            match engine.backend().receive(free, engine.options().lease).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "receiving step messages failed");
+                    Vec::new()
+                }
+            }
+        };
+        let idle = batch.is_empty();
+        for d in batch {
+            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let wf = d.message.workflow_id.clone();
+                let step = d.message.step.name();
+                match engine.run_or_give_back(d).await {
+                    Ok(outcome) => tracing::debug!(workflow_id = %wf, step, ?outcome, "step done"),
+                    Err(e) => tracing::warn!(workflow_id = %wf, step, error = %e, "step failed"),
+                }
+                drop(permit);
+            });
+        }
+        if idle {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(opts.idle_poll) => {}
+            }
+        } else if futures_now(&mut shutdown).await {
+            break;
+        }
+    }
+    // Let the steps under way finish.
+    let _ = permits.acquire_many(opts.concurrency.max(1) as u32).await;
+}
+
+/// Poll the shutdown future once without waiting.
+async fn futures_now<F: Future<Output = ()> + Unpin>(f: &mut F) -> bool {
+    tokio::select! {
+        biased;
+        _ = f => true,
+        _ = std::future::ready(()) => false,
+    }
+}
