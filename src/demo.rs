@@ -1,199 +1,124 @@
-//! `sqlvm-backup demo`: the seed document's workflow, end to end, against the embedded
-//! simulator. It starts the simulator on the seed scenario, takes a managed-identity token from
-//! the simulator's identity endpoint, then discovers, registers, inquires, protects every
-//! database of sqlserver-0 with HourlyLogBackup and takes an on-demand Full backup of each,
-//! following every long-running operation by its returned URL and `Retry-After`.
-//!
-//! This is a scripted walkthrough in one process; the durable step engine that will run the same
-//! workflow one queued step at a time is issue 3.
+//! `sqlvm-backup demo`: the main job on the embedded default, with no Azure. It starts the
+//! simulator on the seed scenario (HTTPS, with its Entra token endpoint), builds the real
+//! engine on a SQLite file with a client-secret credential from azure_identity, protects every
+//! database of sqlserver-0 with HourlyLogBackup, takes an on-demand Full backup of each, shows
+//! each step as it happens and each job's final status, and exits 0 when all of it succeeded.
 
 use anyhow::{Context, bail};
-use reqwest::header::HeaderMap;
-use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlvm_backup::embedded::sqlite::SqliteBackend;
+use sqlvm_backup::worker::{self, WorkerOptions};
+use sqlvm_backup_emulator::identity::ClientRegistration;
 use sqlvm_backup_emulator::scenario::Scenario;
-use sqlvm_backup_emulator::server::{self, SimulatorOptions};
+use sqlvm_backup_emulator::server::{self, SimulatorOptions, TlsOptions};
+use sqlvm_backup_shared::arm::ArmClient;
+use sqlvm_backup_shared::credentials::{CredentialConfig, build_credential};
+use sqlvm_backup_shared::engine::{Engine, EngineOptions};
+use sqlvm_backup_shared::ports::Backend;
+use sqlvm_backup_shared::secret::Secret;
+use sqlvm_backup_shared::workflow::state::*;
+use sqlvm_backup_shared::workflow::steps::StepOptions;
 
-const API: &str = "2026-10-01";
-
-struct Arm {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Arm {
-    async fn send(&self, method: reqwest::Method, url: &str, body: Option<Value>) -> anyhow::Result<(u16, HeaderMap, Value)> {
-        // Never send the token anywhere but the endpoint we were configured with.
-        if !url.starts_with(&self.base) {
-            bail!("refusing to follow {url}: not on {}", self.base);
-        }
-        let mut req = self.http.request(method, url).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.with_context(|| format!("calling {url}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await?;
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        if status >= 400 {
-            bail!("{url} answered {status}: {body}");
-        }
-        Ok((status, headers, body))
-    }
-
-    /// Follow an accepted operation to its end: prefer Azure-AsyncOperation, else Location.
-    async fn track(&self, headers: &HeaderMap, what: &str) -> anyhow::Result<Value> {
-        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let wait = |h: &HeaderMap| {
-            Duration::from_secs(h.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(5).clamp(1, 60))
-        };
-        let mut delay = wait(headers);
-        if let Some(url) = h("azure-asyncoperation") {
-            loop {
-                tokio::time::sleep(delay).await;
-                let (_, hh, body) = self.send(reqwest::Method::GET, &url, None).await?;
-                let status = body["status"].as_str().unwrap_or("").to_string();
-                println!("    {what}: operation {status}");
-                match status.as_str() {
-                    "Succeeded" => return Ok(body),
-                    "Failed" | "Canceled" => bail!("{what} failed: {}", body["error"]),
-                    _ => delay = wait(&hh),
-                }
-            }
-        }
-        let url = h("location").context("202 without a tracking URL")?;
-        loop {
-            tokio::time::sleep(delay).await;
-            let (status, hh, body) = self.send(reqwest::Method::GET, &url, None).await?;
-            println!("    {what}: {status}");
-            if status != 202 {
-                return Ok(body);
-            }
-            delay = wait(&hh);
-        }
-    }
-
-    async fn list(&self, url: &str) -> anyhow::Result<Vec<Value>> {
-        let mut out = Vec::new();
-        let mut next = Some(url.to_string());
-        while let Some(u) = next {
-            let (_, _, body) = self.send(reqwest::Method::GET, &u, None).await?;
-            out.extend(body["value"].as_array().cloned().unwrap_or_default());
-            next = body["nextLink"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-        }
-        Ok(out)
-    }
-}
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "5d9c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+const VAULT: &str = "/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerSelfHost/providers/Microsoft.RecoveryServices/vaults/SQLServer2012";
+const VM: &str = "/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerPMDemo/providers/Microsoft.Compute/virtualMachines/sqlserver-0";
 
 pub async fn run(seed: &str, retry_after: u64) -> anyhow::Result<()> {
     let mut scenario: Scenario = serde_json::from_str(seed)?;
     scenario.settings.retry_after_seconds = retry_after;
     let t = &mut scenario.settings.timings;
-    (t.refresh_ms, t.register_ms, t.inquire_ms, t.configure_ms, t.backup_operation_ms, t.full_backup_job_ms) =
-        (1500, 2500, 1500, 1500, 500, 4000);
-    let sim = server::start(scenario, SimulatorOptions::default()).await?;
+    (t.refresh_ms, t.register_ms, t.inquire_ms, t.configure_ms, t.backup_operation_ms, t.full_backup_job_ms) = (1500, 2500, 1500, 1500, 500, 4000);
+    let secret = uuid_like();
+    scenario.clients.push(ClientRegistration { tenant_id: TENANT.into(), client_id: CLIENT.into(), client_secret: secret.clone() });
+    let sim = server::start(scenario, SimulatorOptions { tls: Some(TlsOptions::default()), ..Default::default() }).await?;
     println!("simulator (seed scenario) on {}", sim.base_url);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let tok: Value = http
-        .get(format!("{}?api-version=2019-08-01&resource=https://management.azure.com", sim.identity_endpoint()))
-        .header("X-IDENTITY-HEADER", sim.identity_header())
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = tok["access_token"].as_str().context("no token")?.to_string();
-    println!("token from the managed-identity endpoint (expires_on {})", tok["expires_on"]);
-    let arm = Arm { http, base: sim.base_url.clone(), token };
-    let vault = format!(
-        "{}/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerSelfHost/providers/Microsoft.RecoveryServices/vaults/SQLServer2012",
-        sim.base_url
-    );
-    let vm_id = "/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerPMDemo/providers/Microsoft.Compute/virtualMachines/sqlserver-0";
-    let workload = "$filter=backupManagementType%20eq%20'AzureWorkload'";
 
-    println!("1. refresh containers");
-    let (_, h, _) = arm
-        .send(reqwest::Method::POST, &format!("{vault}/backupFabrics/Azure/refreshContainers?api-version={API}&{workload}"), None)
-        .await?;
-    arm.track(&h, "refresh").await?;
+    // The real credential and client code, trusting the simulator's self-signed certificate.
+    let pem = sim.cert_pem.clone().context("no certificate")?;
+    let http = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes())?]).timeout(Duration::from_secs(30)).build()?;
+    let cred = build_credential(
+        &CredentialConfig::ClientSecret { tenant_id: TENANT.into(), client_id: CLIENT.into(), client_secret: Secret::new(secret), authority_host: Some(sim.base_url.clone()) },
+        Some(http.clone()),
+    )?;
+    let arm = ArmClient::new(&sim.base_url, cred, None)?.with_http_client(http);
+    let db = std::env::temp_dir().join(format!("sqlvm-backup-demo-{}.db", std::process::id()));
+    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(&db)?);
+    let opts = EngineOptions {
+        steps: StepOptions { delay_floor: Duration::from_millis(200), delay_ceiling: Duration::from_secs(60), job_poll_interval: Duration::from_secs(1), ..StepOptions::default() },
+        ..EngineOptions::default()
+    };
+    let engine = Arc::new(Engine::new(backend, arm, opts));
+    println!("engine on {} (embedded SQLite queue and state)", db.display());
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let w = tokio::spawn(worker::run(engine.clone(), WorkerOptions::default(), async move {
+        let _ = stopped.changed().await;
+    }));
 
-    println!("2. find sqlserver-0 among protectable containers");
-    let containers = arm.list(&format!("{vault}/backupFabrics/Azure/protectableContainers?api-version={API}&{workload}")).await?;
-    let container = containers
-        .iter()
-        .find(|c| c["properties"]["containerId"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(vm_id)))
-        .and_then(|c| c["name"].as_str())
-        .context("sqlserver-0 was not discovered")?
-        .to_string();
-    println!("    container {container}");
+    println!("\nprotect {VM}\n  with HourlyLogBackup in vault SQLServer2012");
+    let protect = ProtectInput {
+        vm_id: VM.into(),
+        vault_id: Some(VAULT.into()),
+        policy: Some("HourlyLogBackup".into()),
+        databases: DatabaseFilter { include_system: true, ..Default::default() },
+        auto_protect: false,
+        initial_full_backup: false,
+    };
+    let id = engine.submit(WorkflowInput::Protect(protect), "demo", None).await?.id;
+    let p = follow(&engine, &id).await?;
 
-    println!("3. register the VM with the vault");
-    let body = json!({ "properties": { "containerType": "VMAppContainer", "backupManagementType": "AzureWorkload", "workloadType": "SQLDataBase", "sourceResourceId": vm_id, "friendlyName": "sqlserver-0" } });
-    let c_url = format!("{vault}/backupFabrics/Azure/protectionContainers/{container}");
-    let (_, h, _) = arm.send(reqwest::Method::PUT, &format!("{c_url}?api-version={API}"), Some(body)).await?;
-    arm.track(&h, "register").await?;
-
-    println!("4. inquire (discover the databases)");
-    let (_, h, _) = arm
-        .send(reqwest::Method::POST, &format!("{c_url}/inquire?api-version={API}&$filter=workloadType%20eq%20'SQLDataBase'"), None)
-        .await?;
-    arm.track(&h, "inquire").await?;
-
-    println!("5. pick the policy and the databases");
-    let policy = arm.send(reqwest::Method::GET, &format!("{vault}/backupPolicies/HourlyLogBackup?api-version={API}"), None).await?.2;
-    let policy_id = policy["id"].as_str().context("policy id")?.to_string();
-    let items = arm.list(&format!("{vault}/backupProtectableItems?api-version={API}&{workload}")).await?;
-    let dbs: Vec<(String, String)> = items
-        .iter()
-        .filter(|i| i["properties"]["protectableItemType"] == "SQLDataBase")
-        .filter(|i| {
-            i["id"]
-                .as_str()
-                .is_some_and(|id| id.to_ascii_lowercase().contains(&format!("/protectioncontainers/{}/", container.to_ascii_lowercase())))
-        })
-        .filter_map(|i| Some((i["name"].as_str()?.to_string(), i["properties"]["friendlyName"].as_str()?.to_string())))
-        .collect();
-    println!("    {} databases; policy {policy_id}", dbs.len());
-
-    println!("6. enable protection");
-    for (name, friendly) in &dbs {
-        let body = json!({ "properties": { "protectedItemType": "AzureVmWorkloadSQLDatabase", "policyId": policy_id } });
-        let (_, h, _) = arm.send(reqwest::Method::PUT, &format!("{c_url}/protectedItems/{name}?api-version={API}"), Some(body)).await?;
-        arm.track(&h, &format!("protect {friendly}")).await?;
+    println!("\non-demand Full backup of every protected database (kept 45 days)");
+    let backup = BackupInput { vault_id: VAULT.into(), items: vec![], databases: DatabaseFilter { include_system: true, ..Default::default() }, vms: vec![], backup_type: BackupType::Full, retention_days: Some(45) };
+    let id = engine.submit(WorkflowInput::Backup(backup), "demo", None).await?.id;
+    let b = follow(&engine, &id).await?;
+    println!("\njobs:");
+    for c in &b.children {
+        println!("  {:<12} job {} {}", c.friendly_name, c.job_id.as_deref().unwrap_or("-"), c.job_status.as_deref().unwrap_or("-"));
     }
-
-    println!("7. on-demand Full backup (retained 45 days)");
-    let expiry = (chrono::Utc::now() + chrono::Duration::days(46)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let mut jobs = Vec::new();
-    for (name, friendly) in &dbs {
-        let body = json!({ "properties": { "objectType": "AzureWorkloadBackupRequest", "backupType": "Full", "recoveryPointExpiryTimeInUTC": expiry } });
-        let (_, h, _) =
-            arm.send(reqwest::Method::POST, &format!("{c_url}/protectedItems/{name}/backup?api-version={API}"), Some(body)).await?;
-        let op = arm.track(&h, &format!("backup {friendly}")).await?;
-        jobs.push((friendly.clone(), op["properties"]["jobId"].as_str().context("no job id")?.to_string()));
-    }
-
-    println!("8. follow the backup jobs");
-    let mut failed = 0;
-    for (friendly, job) in &jobs {
-        loop {
-            let (_, _, j) = arm.send(reqwest::Method::GET, &format!("{vault}/backupJobs/{job}?api-version={API}"), None).await?;
-            let status = j["properties"]["status"].as_str().unwrap_or("").to_string();
-            if matches!(status.as_str(), "Completed" | "CompletedWithWarnings" | "Failed" | "Cancelled") {
-                println!("    {friendly:<12} job {job} {status} in {}", j["properties"]["duration"].as_str().unwrap_or("?"));
-                failed += usize::from(status != "Completed");
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(retry_after.max(1))).await;
-        }
-    }
+    let _ = stop.send(true);
+    let _ = w.await;
     sim.shutdown().await;
-    if failed > 0 {
-        bail!("{failed} backup job(s) did not complete");
+    let _ = std::fs::remove_file(&db);
+    if p.status != WorkflowStatus::Succeeded || b.status != WorkflowStatus::Succeeded {
+        bail!("protect ended {}, backup ended {}", p.status.as_str(), b.status.as_str());
     }
-    println!("done: {} databases protected and backed up", jobs.len());
+    println!("\ndone: {} databases protected and backed up", b.children.len());
     Ok(())
+}
+
+/// Print each step as the workflow records it, until it ends.
+async fn follow(engine: &Engine, id: &str) -> anyhow::Result<WorkflowState> {
+    let mut shown = 0;
+    loop {
+        let st = engine.backend().load(id).await?.context("workflow vanished")?.value;
+        for r in &st.steps[shown..] {
+            let who = r.child.and_then(|c| st.children.get(c)).map(|c| c.friendly_name.as_str()).unwrap_or("");
+            let mut line = format!("  {:<19} {:<12}", r.step, who);
+            if let Some(s) = r.http_status {
+                line.push_str(&format!(" {s}"));
+            }
+            if let Some(o) = &r.operation_id {
+                line.push_str(&format!(" op {o}"));
+            }
+            if let Some(j) = &r.job_id {
+                line.push_str(&format!(" job {j}"));
+            }
+            if let Some(n) = &r.note {
+                line.push_str(&format!(" ({n})"));
+            }
+            println!("{line}");
+        }
+        shown = st.steps.len();
+        if st.status.is_terminal() {
+            println!("  => {}{}", st.status.as_str(), st.failure.as_ref().map(|f| format!(": {} {}", f.code, f.message)).unwrap_or_default());
+            return Ok(st);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:032x}", fastrand::u128(..))
 }

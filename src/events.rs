@@ -108,7 +108,8 @@ impl EventRules {
         }
         // The same check a submit makes, with a placeholder VM, so a bad vault or policy shows at
         // start-up rather than on every event.
-        let probe = self.input("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm");
+        let probe = self
+            .input("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm");
         engine::validate(&probe).map_err(|e| RulesError(format!("protect: {e}")))
     }
 
@@ -276,7 +277,10 @@ fn select(rules: &EventRules, e: &Event) -> Result<ResourceId, String> {
     {
         return Err(format!("status '{status}' is not Succeeded"));
     }
-    let id = field("resourceUri").or(e.subject.as_deref()).filter(|s| !s.is_empty()).ok_or("the event names no resource (data.resourceUri, subject)")?;
+    let id = field("resourceUri")
+        .or(e.subject.as_deref())
+        .filter(|s| !s.is_empty())
+        .ok_or("the event names no resource (data.resourceUri, subject)")?;
     let vm = ResourceId::parse_vm(id).map_err(|err| err.to_string())?;
     if !rules.subscriptions.is_empty() && !rules.subscriptions.iter().any(|s| s.eq_ignore_ascii_case(&vm.subscription)) {
         return Err(format!("subscription {} is not in the allowed subscriptions", vm.subscription));
@@ -308,7 +312,11 @@ async fn notify(State(s): State<AppState>, Query(query): Query<HashMap<String, S
         };
     }
     if aeg_type.eq_ignore_ascii_case("SubscriptionValidation") {
-        return error(StatusCode::BAD_REQUEST, "InvalidEvents", format!("aeg-event-type is SubscriptionValidation but no {VALIDATION_EVENT} was sent"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidEvents",
+            format!("aeg-event-type is SubscriptionValidation but no {VALIDATION_EVENT} was sent"),
+        );
     }
     if aeg_type.eq_ignore_ascii_case("SubscriptionDeletion") || aeg_type.eq_ignore_ascii_case("Unsubscribe") {
         return (StatusCode::OK, axum::Json(json!({ "accepted": [], "ignored": [] }))).into_response();

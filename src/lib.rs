@@ -6,3 +6,4 @@ pub mod scheduler;
 pub mod events;
 pub mod config;
 pub mod worker;
+pub mod serve;

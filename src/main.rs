@@ -65,17 +65,32 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         retry_after: u64,
     },
+    /// Run the worker on the embedded default: HTTP API, Event Grid endpoint, scheduler and
+    /// worker pool over one SQLite file (docs/configuration.md).
+    Serve {
+        /// Configuration file (JSON, or TOML by extension).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Move poisoned step messages back to the queue once their cause is fixed.
+    RequeuePoison {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 const SEED: &str = include_str!("../emulator/scenarios/seed.json");
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The demo prints its own progress; logs would only interleave with it.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Simulator {
             scenario,
             fleet,
@@ -128,5 +143,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { retry_after } => demo::run(SEED, retry_after).await,
+        Command::Serve { config } => {
+            let cfg = sqlvm_backup::config::Config::load(&config)?;
+            let shutdown = async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            };
+            sqlvm_backup::serve::run(cfg, |addr| println!("ready on http://{addr}"), shutdown).await?;
+            Ok(())
+        }
+        Command::RequeuePoison { config } => {
+            let cfg = sqlvm_backup::config::Config::load(&config)?;
+            let backend = sqlvm_backup::embedded::sqlite::SqliteBackend::open(&cfg.database)?;
+            let n = backend.requeue_poison().await?;
+            println!("{n} message(s) moved back to the queue");
+            Ok(())
+        }
     }
 }

@@ -155,7 +155,11 @@ impl SchedulerConfig {
             if !names.insert(p.name.to_lowercase()) {
                 return Err(bad("another plan has the same name".into()));
             }
-            parse_schedule(&p.schedule).map_err(|why| ScheduleError::BadSchedule { plan: p.name.clone(), schedule: p.schedule.clone(), why })?;
+            parse_schedule(&p.schedule).map_err(|why| ScheduleError::BadSchedule {
+                plan: p.name.clone(),
+                schedule: p.schedule.clone(),
+                why,
+            })?;
             engine::validate(&p.input()).map_err(|e| bad(e.to_string()))?;
         }
         Ok(())
@@ -195,8 +199,11 @@ impl Scheduler {
             .plans
             .iter()
             .map(|p| {
-                let cron = parse_schedule(&p.schedule)
-                    .map_err(|why| ScheduleError::BadSchedule { plan: p.name.clone(), schedule: p.schedule.clone(), why })?;
+                let cron = parse_schedule(&p.schedule).map_err(|why| ScheduleError::BadSchedule {
+                    plan: p.name.clone(),
+                    schedule: p.schedule.clone(),
+                    why,
+                })?;
                 Ok(Plan { spec: p.clone(), cron })
             })
             .collect::<Result<Vec<_>, ScheduleError>>()?;

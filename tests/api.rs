@@ -134,18 +134,9 @@ impl Api {
         self.send(req, "get", template).await
     }
 
-    /// A request signed as the HMAC client `client` with `secret`, dated `date`.
-    async fn signed(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        template: &str,
-        body: &[u8],
-        client: &str,
-        secret: &str,
-        date: &str,
-    ) -> Answer {
-        let sig = auth::sign(client, secret, method.as_str(), path_and_query, date, body);
+    /// A request signed as `cred` (HMAC client name, secret), dated `date`.
+    async fn signed(&self, method: Method, path_and_query: &str, template: &str, body: &[u8], cred: (&str, &str), date: &str) -> Answer {
+        let sig = auth::sign(cred.0, cred.1, method.as_str(), path_and_query, date, body);
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path_and_query}", self.base))
@@ -236,12 +227,11 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut V
         errors.push(format!("{at}: expected {ty}, got {value}"));
         return;
     }
-    if let Some(n) = value.as_f64() {
-        if schema.get("minimum").and_then(Value::as_f64).is_some_and(|m| n < m)
-            || schema.get("maximum").and_then(Value::as_f64).is_some_and(|m| n > m)
-        {
-            errors.push(format!("{at}: {n} out of bounds"));
-        }
+    if let Some(n) = value.as_f64()
+        && (schema.get("minimum").and_then(Value::as_f64).is_some_and(|m| n < m)
+            || schema.get("maximum").and_then(Value::as_f64).is_some_and(|m| n > m))
+    {
+        errors.push(format!("{at}: {n} out of bounds"));
     }
     if let Some(s) = value.as_str()
         && schema.get("format").and_then(Value::as_str) == Some("date-time")
@@ -666,14 +656,14 @@ async fn hmac_signatures_are_checked() {
     let date = now.to_rfc3339();
     let body = backup_body("v1").to_string();
 
-    let a = api.signed(Method::POST, "/api/backups", "/api/backups", body.as_bytes(), "ops", "ops-hmac-secret", &date).await;
+    let a = api.signed(Method::POST, "/api/backups", "/api/backups", body.as_bytes(), ("ops", "ops-hmac-secret"), &date).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let id = a.body["id"].as_str().unwrap().to_string();
     let unix = now.timestamp().to_string();
-    let a = api.signed(Method::GET, &format!("/api/workflows/{id}"), "/api/workflows/{id}", b"", "ops", "ops-hmac-secret", &unix).await;
+    let a = api.signed(Method::GET, &format!("/api/workflows/{id}"), "/api/workflows/{id}", b"", ("ops", "ops-hmac-secret"), &unix).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body["origin"], "api:ops");
-    let a = api.signed(Method::GET, "/api/workflows?kind=backup&limit=5", "/api/workflows", b"", "ops", "ops-hmac-secret", &date).await;
+    let a = api.signed(Method::GET, "/api/workflows?kind=backup&limit=5", "/api/workflows", b"", ("ops", "ops-hmac-secret"), &date).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body["value"].as_array().unwrap().len(), 1);
 
@@ -682,20 +672,26 @@ async fn hmac_signatures_are_checked() {
         assert!(a.headers["www-authenticate"].to_str().unwrap().starts_with("HMAC-SHA256"));
     };
     unauthorized(
-        api.signed(Method::POST, "/api/backups", "/api/backups", body.as_bytes(), "ops", "wrong-secret", &date).await,
+        api.signed(Method::POST, "/api/backups", "/api/backups", body.as_bytes(), ("ops", "wrong-secret"), &date).await,
         "wrong secret",
     );
     unauthorized(
-        api.signed(Method::POST, "/api/backups", "/api/backups", body.as_bytes(), "nobody", "ops-hmac-secret", &date).await,
+        api.signed(Method::POST, "/api/backups", "/api/backups", body.as_bytes(), ("nobody", "ops-hmac-secret"), &date).await,
         "unknown client",
     );
     let stale = (now - chrono::Duration::seconds(600)).to_rfc3339();
-    let a = api.signed(Method::GET, "/api/workflows", "/api/workflows", b"", "ops", "ops-hmac-secret", &stale).await;
+    let a = api.signed(Method::GET, "/api/workflows", "/api/workflows", b"", ("ops", "ops-hmac-secret"), &stale).await;
     assert!(a.body["error"]["message"].as_str().unwrap().contains("clock"));
     unauthorized(a, "stale date");
     let future = (now + chrono::Duration::seconds(600)).timestamp().to_string();
-    unauthorized(api.signed(Method::GET, "/api/workflows", "/api/workflows", b"", "ops", "ops-hmac-secret", &future).await, "future date");
-    unauthorized(api.signed(Method::GET, "/api/workflows", "/api/workflows", b"", "ops", "ops-hmac-secret", "yesterday").await, "bad date");
+    unauthorized(
+        api.signed(Method::GET, "/api/workflows", "/api/workflows", b"", ("ops", "ops-hmac-secret"), &future).await,
+        "future date",
+    );
+    unauthorized(
+        api.signed(Method::GET, "/api/workflows", "/api/workflows", b"", ("ops", "ops-hmac-secret"), "yesterday").await,
+        "bad date",
+    );
 
     // Signed for one request, sent with another body / query.
     let sig = auth::sign("ops", "ops-hmac-secret", "POST", "/api/backups", &date, body.as_bytes());
@@ -789,7 +785,8 @@ fn schema_checker_catches_mismatches() {
         e
     };
     assert_eq!(errors_of(&good), Vec::<String>::new());
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         ("extra", Box::new(|v| v["doneSteps"] = json!([]))),
         ("missing", Box::new(|v| drop(v.as_object_mut().unwrap().remove("origin")))),
         ("enum", Box::new(|v| v["status"] = json!("done"))),

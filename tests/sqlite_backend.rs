@@ -55,16 +55,16 @@ fn state(id: &str, kind: WorkflowKind) -> WorkflowState {
     .unwrap()
 }
 
+/// Step `n` of a workflow (JSON with the required fields only, like [`state`]).
 fn msg(workflow_id: &str, n: u32) -> StepMessage {
-    StepMessage {
-        v: MESSAGE_VERSION,
-        workflow_id: workflow_id.into(),
-        step_id: format!("{workflow_id}/{n}"),
-        step: Step::SelectItems,
-        child: None,
-        tracking_url: None,
-        attempt: n,
-    }
+    serde_json::from_value(serde_json::json!({
+        "v": MESSAGE_VERSION,
+        "workflowId": workflow_id,
+        "stepId": format!("{workflow_id}/{n}"),
+        "step": Step::SelectItems,
+        "attempt": n,
+    }))
+    .unwrap()
 }
 
 fn now(message: StepMessage) -> Scheduled {
@@ -372,6 +372,7 @@ async fn a_sigkill_at_any_instant_loses_and_duplicates_nothing() {
         }
     }
     assert_eq!(queued.len(), running, "no message without a workflow");
+    eprintln!("crash test: killed after {} workflows, {running} in flight", rows.len());
     assert!(b.poisoned().await.unwrap().is_empty());
 
     // Recovery: the dead writer's leases run out and every workflow finishes exactly once.

@@ -229,13 +229,15 @@ where
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(io, service).await;
 }
 
-fn base_url(shared: &Shared, headers: &HeaderMap) -> String {
+fn base_url(shared: &Shared, uri: &axum::http::Uri, headers: &HeaderMap) -> String {
     if let Some(b) = &shared.public_base_url {
         return b.trim_end_matches('/').to_string();
     }
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
+    // HTTP/2 carries the authority in the URI (`:authority`), HTTP/1.1 in `Host`.
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get("host").and_then(|h| h.to_str().ok()))
         .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
         .unwrap_or("127.0.0.1");
     format!("{}://{host}", shared.scheme)
@@ -342,7 +344,7 @@ async fn arm_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
                 ));
             }
         };
-        let base = base_url(&shared, &parts.headers);
+        let base = base_url(&shared, &parts.uri, &parts.headers);
         let areq = ArmRequest { method: Method::parse(&method), path: &path, query: &raw_query, body: &bytes, base_url: &base, now };
         let r = arm::handle_parsed(&mut lock(&shared.world), &areq, parsed);
         Ok(r)

@@ -5,16 +5,15 @@
 //! Secrets live in [`crate::secret::Secret`] and never show in `Debug` output.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{
-    AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 
 use crate::secret::Secret;
@@ -160,7 +159,10 @@ fn build_with_env(
                 tracing::info!(credential = "azureCli, then managedIdentity (IMDS)", "automatic credential selection");
                 let cli: Arc<dyn TokenCredential> = AzureCliCredential::new(None).map_err(fail("Azure CLI"))?;
                 let imds = managed(&lookup("AZURE_CLIENT_ID"))?;
-                Ok(Arc::new(ChainCredential { sources: vec![("azureCli", cli), ("managedIdentity", imds)], chosen: AtomicUsize::new(usize::MAX) }))
+                Ok(Arc::new(ChainCredential {
+                    sources: vec![("azureCli", cli), ("managedIdentity", imds)],
+                    chosen: AtomicUsize::new(usize::MAX),
+                }))
             }
         },
     }

@@ -194,7 +194,7 @@ impl Engine {
             done_steps: Default::default(),
             open: 1,
         };
-        let first = StepMessage { v: MESSAGE_VERSION, workflow_id: id.clone(), step_id: format!("{id}/-/{}/start", step.name()), step, child: None, tracking_url: None, attempt: 0 };
+        let first = StepMessage { v: MESSAGE_VERSION, workflow_id: id.clone(), step_id: format!("{id}/-/{}/start", step.name()), step, child: None, tracking_url: None, attempt: 0, wait_ms: None };
         state.updated_at = now;
         let created = self.backend.start(&state, vec![Scheduled { message: first, delay: Duration::ZERO }]).await?;
         tracing::info!(workflow_id = %id, created, origin, "workflow submitted");

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use azure_core::credentials::{Secret, TokenCredential};
 use reqwest::Method;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, USER_AGENT};
 use serde_json::Value;
 use url::Url;
 
@@ -220,11 +220,7 @@ impl ArmClient {
     /// `endpoint`: `https://management.azure.com`, or the simulator's `http(s)://127.0.0.1:PORT`.
     /// Plain http is accepted only because the endpoint itself is configured so (the token is
     /// then sent in clear: use it for a local simulator only).
-    pub fn new(
-        endpoint: &str,
-        credential: Arc<dyn TokenCredential>,
-        options: Option<ArmClientOptions>,
-    ) -> Result<ArmClient, ArmError> {
+    pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>, options: Option<ArmClientOptions>) -> Result<ArmClient, ArmError> {
         let options = options.unwrap_or_default();
         let bad = |why: &str| ArmError::InvalidEndpoint(format!("'{endpoint}': {why}"));
         let url = Url::parse(endpoint.trim()).map_err(|e| bad(&e.to_string()))?;
@@ -273,7 +269,8 @@ impl ArmClient {
     }
 
     /// Use this HTTP client (e.g. one trusting the simulator's self-signed certificate). It
-    /// should not follow redirects; the user agent of the options is not applied to it.
+    /// should not follow redirects (the default client follows none). The options' user agent,
+    /// timeout and headers still apply to every request.
     pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
         self.http = http;
         self
@@ -360,6 +357,7 @@ impl ArmClient {
                 .bearer_auth(token.secret())
                 .header("x-ms-client-request-id", &client_request_id)
                 .header(ACCEPT, "application/json")
+                .header(USER_AGENT, &opts.user_agent)
                 .timeout(opts.timeout);
             if let Some(b) = &body {
                 rb = rb.header(CONTENT_TYPE, "application/json").body(b.clone());
@@ -408,8 +406,9 @@ impl ArmClient {
                 let body = if bytes.iter().all(u8::is_ascii_whitespace) {
                     Value::Null
                 } else {
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| ArmError::Decode(format!("{} {path} answered {status} with a body that is not JSON: {e}", req.method)))?
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        ArmError::Decode(format!("{} {path} answered {status} with a body that is not JSON: {e}", req.method))
+                    })?
                 };
                 return Ok(ArmAnswer {
                     status,
@@ -490,7 +489,11 @@ impl ArmClient {
         let at = self.inner.credential.get_token(&[scope], None).await.map_err(|e| ArmError::Credential(e.to_string()))?;
         let expires = UNIX_EPOCH + Duration::from_secs(at.expires_on.unix_timestamp().max(0) as u64);
         let refresh_at = expires.checked_sub(TOKEN_REFRESH_MARGIN).unwrap_or(UNIX_EPOCH);
-        tracing::debug!(scope, expires_in_s = expires.duration_since(SystemTime::now()).unwrap_or_default().as_secs(), "ARM token acquired");
+        tracing::debug!(
+            scope,
+            expires_in_s = expires.duration_since(SystemTime::now()).unwrap_or_default().as_secs(),
+            "ARM token acquired"
+        );
         *self.inner.token.write().unwrap_or_else(|e| e.into_inner()) = Some(CachedToken { token: at.token.clone(), refresh_at });
         Ok(at.token)
     }
@@ -622,10 +625,9 @@ fn remaining_of(headers: &HeaderMap, kind: Kind) -> Option<u64> {
 /// `retry-after-ms` / `x-ms-retry-after-ms`, then `Retry-After` as seconds or an HTTP date.
 pub(crate) fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
     for name in ["retry-after-ms", "x-ms-retry-after-ms"] {
-        if let Some(ms) = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
-            if ms.is_finite() && ms >= 0.0 {
-                return Some(Duration::from_secs_f64(ms / 1000.0));
-            }
+        let ms = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok());
+        if let Some(ms) = ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
         }
     }
     parse_retry_after(headers.get("retry-after")?.to_str().ok()?, SystemTime::now())
@@ -662,9 +664,9 @@ pub(crate) fn parse_error_body(bytes: &[u8], status: u16) -> (String, String) {
 }
 
 fn has_api_version(path_and_query: &str) -> bool {
-    path_and_query.split_once('?').is_some_and(|(_, q)| {
-        q.split('&').any(|kv| kv.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("api-version")))
-    })
+    path_and_query
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("api-version"))))
 }
 
 /// The `{id}` of `/subscriptions/{id}/…`.

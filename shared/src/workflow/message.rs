@@ -27,6 +27,10 @@ pub struct StepMessage {
     /// How many times this step has polled so far.
     #[serde(default)]
     pub attempt: u32,
+    /// The last `Retry-After` the service gave for this operation (ms): operation-status answers
+    /// carry none, so polls keep the pace the 202 set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
 }
 
 /// What a step does. Names are stable: they are stored in queues and in workflow histories.
@@ -130,6 +134,7 @@ mod tests {
             child: Some(2),
             tracking_url: Some("https://management.azure.com/x".into()),
             attempt: 3,
+            wait_ms: Some(1000),
         };
         let text = m.encode();
         assert!(text.contains("\"kind\":\"pollJob\""), "{text}");

@@ -244,9 +244,10 @@ fn clamp(d: Option<Duration>, o: &StepOptions) -> Duration {
 
 /// Read a poll of either kind of tracking URL: operationResults (202 while running, then 200/204)
 /// or operationsStatus (200 with a status).
-fn read_poll(a: &ArmAnswer, o: &StepOptions) -> Poll {
+fn read_poll(a: &ArmAnswer, o: &StepOptions, last: Option<u64>) -> Poll {
+    let retry_after = a.retry_after.or(last.map(Duration::from_millis));
     if a.status == 202 {
-        return Poll::Running(clamp(a.retry_after, o));
+        return Poll::Running(clamp(retry_after, o));
     }
     if let Some(status) = a.body.get("status").and_then(Value::as_str)
         && a.body.get("properties").and_then(|p| p.get("registrationStatus")).is_none()
@@ -258,7 +259,7 @@ fn read_poll(a: &ArmAnswer, o: &StepOptions) -> Poll {
                 let (code, message) = op.error.map(|e| (e.code.unwrap_or_else(|| "OperationFailed".into()), e.message.unwrap_or_default())).unwrap_or(("OperationFailed".into(), format!("The operation ended {status}.")));
                 Poll::Failed(Failure::from_code(&code, message, None))
             }
-            _ => Poll::Running(clamp(a.retry_after, o)),
+            _ => Poll::Running(clamp(retry_after, o)),
         };
     }
     Poll::Done(a.body.clone())
@@ -270,11 +271,16 @@ pub type Next = Vec<Scheduled>;
 fn message(state: &WorkflowState, step: Step, child: Option<usize>, tracking_url: Option<String>, attempt: u32) -> StepMessage {
     let seq = state.steps.len();
     let who = child.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-    StepMessage { v: MESSAGE_VERSION, workflow_id: state.id.clone(), step_id: format!("{}/{who}/{}/{seq}", state.id, step.name()), step, child, tracking_url, attempt }
+    StepMessage { v: MESSAGE_VERSION, workflow_id: state.id.clone(), step_id: format!("{}/{who}/{}/{seq}", state.id, step.name()), step, child, tracking_url, attempt, wait_ms: None }
 }
 
 fn after(state: &WorkflowState, step: Step, child: Option<usize>, url: Option<String>, attempt: u32, delay: Duration) -> Scheduled {
-    Scheduled { message: message(state, step, child, url, attempt), delay }
+    let mut m = message(state, step, child, url, attempt);
+    // Polls of one operation keep the pace its last Retry-After set.
+    if m.tracking_url.is_some() && !delay.is_zero() {
+        m.wait_ms = Some(delay.as_millis() as u64);
+    }
+    Scheduled { message: m, delay }
 }
 
 fn now_(state: &WorkflowState, step: Step, child: Option<usize>, url: Option<String>) -> Scheduled {
@@ -349,7 +355,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
                 None => vec![now_(state, Step::FindContainer { round }, None, None)],
             }
         }
-        (Step::PollRefresh { round }, Some(Ok(a))) => match read_poll(&a, o) {
+        (Step::PollRefresh { round }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(_) => vec![now_(state, Step::FindContainer { round }, None, None)],
             Poll::Failed(f) => fail_workflow(state, f),
@@ -401,7 +407,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
         (Step::Register { container }, Some(Err(e))) if e.code().to_ascii_lowercase().contains("alreadyregistered") => {
             vec![now_(state, Step::VerifyRegistration { container: container.clone() }, None, None)]
         }
-        (Step::PollRegister { container }, Some(Ok(a))) => match read_poll(&a, o) {
+        (Step::PollRegister { container }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(_) => vec![now_(state, Step::Inquire { container: container.clone() }, None, None)],
             Poll::Failed(f) => fail_workflow(state, f),
@@ -420,7 +426,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
             Some(u) if a.status == 202 => vec![after(state, Step::PollInquire { container: container.clone() }, None, Some(u.to_string()), 0, clamp(a.retry_after, o))],
             _ => vec![now_(state, Step::ListProtectable { container: container.clone() }, None, None)],
         },
-        (Step::PollInquire { container }, Some(Ok(a))) => match read_poll(&a, o) {
+        (Step::PollInquire { container }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(body) => {
                 // operationResults may answer with the container, whose inquiry can have failed.
@@ -448,7 +454,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
                 _ => protected(state, child, &container, &item, None),
             }
         }
-        (Step::PollProtect { container, item }, Some(Ok(a))) => match read_poll(&a, o) {
+        (Step::PollProtect { container, item }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), child, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(body) => {
                 let job = body["properties"]["jobId"].as_str().map(str::to_string);
@@ -501,7 +507,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
                 None => vec![now_(state, Step::Trigger { container: container.clone(), item: item.clone() }, child, None)],
             }
         }
-        (Step::PollBackup { container, item }, Some(Ok(a))) => match read_poll(&a, o) {
+        (Step::PollBackup { container, item }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), child, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(body) => match body["properties"]["jobId"].as_str() {
                 Some(job) => {
@@ -699,6 +705,18 @@ fn select_items(state: &mut WorkflowState, body: &Value) -> Next {
                 trigger_sent_at: None,
             });
         }
+    }
+    if state.children.is_empty() {
+        return fail_workflow(
+            state,
+            Failure {
+                code: "NothingSelected".into(),
+                message: "No protected SQL database of the vault matches the selection.".into(),
+                class: FailureClass::NeedsUserAction,
+                hint: Some("Protect the databases first, or widen the items, databases or vms selection.".into()),
+                http_status: None,
+            },
+        );
     }
     fan_out(state, &mut next, |c| Step::PrepareTrigger { container: c.container.clone(), item: c.item.clone() });
     next
