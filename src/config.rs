@@ -70,6 +70,9 @@ pub struct EngineConfig {
     pub poll_budget: u32,
     pub max_deliveries: u32,
     pub concurrency: usize,
+    /// How long a received message stays invisible to others while its step runs; after a crash
+    /// the message comes back this long after it was taken.
+    pub lease_seconds: f64,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +86,7 @@ impl Default for EngineConfig {
             poll_budget: 5000,
             max_deliveries: 8,
             concurrency: 16,
+            lease_seconds: 300.0,
         }
     }
 }
@@ -102,7 +106,7 @@ impl EngineConfig {
             deadline: secs(self.deadline_hours * 3600.0),
             poll_budget: self.poll_budget,
             max_deliveries: self.max_deliveries.max(1),
-            ..EngineOptions::default()
+            lease: secs(self.lease_seconds.max(1.0)),
         }
     }
 }

@@ -10,17 +10,17 @@
 //! 1. `engine.submit(.., key = "plan:{name}:{occurrence}")`. The workflow id is derived from the
 //!    key and the backend's `start` is atomic, so however many processes (or restarts) submit
 //!    the same occurrence, exactly one workflow exists for it and exactly one submit sees
-//!    `created: true`. That submit is the one reported as fired.
+//!    `created: true`. That submit, and only that one, is reported as a [`FiredPlan`].
 //! 2. `backend.claim("plan:{name}:{occurrence}", 30 days)`: the durable record that the occurrence
-//!    was handled.
+//!    was handled (for operators and other backends' bookkeeping; correctness rests on step 1).
 //!
 //! Why submit first: had the claim come first, a crash between the claim and the submit would
 //! lose the occurrence for good (the claim says "done", no workflow exists). With submit first,
 //! a crash between the two leaves a workflow and no claim; the next tick (in this or another
-//! process) submits again, gets the same workflow back (`created: false`), and records the claim.
-//! That recovery is reported as a [`FiredPlan`] with `created: false` (no second workflow is
-//! made). This relies on workflow records outliving the 7-day look-back below, which every
-//! backend does (workflows are never deleted sooner).
+//! process) submits again, gets the same workflow back (`created: false`, not reported as fired),
+//! and records the claim. Concurrent instances race the same way and still make one workflow.
+//! This relies on workflow records outliving the 7-day look-back below (a backend that purged a
+//! workflow sooner would let a late catch-up tick submit the occurrence again).
 //!
 //! # Catch-up
 //!
@@ -172,8 +172,9 @@ pub struct FiredPlan {
     pub plan: String,
     pub occurrence: DateTime<Utc>,
     pub workflow_id: String,
-    /// `false` only when recovering an occurrence whose workflow was submitted by a process that
-    /// stopped before recording its claim.
+    /// Whether this tick created the workflow. Ticks report only the occurrences they created, so
+    /// this is `true`; an occurrence found already submitted (restart, another instance, a crash
+    /// between submit and claim) is not reported at all.
     pub created: bool,
 }
 
@@ -252,10 +253,15 @@ impl Scheduler {
         let submitted = self.engine.submit(plan.spec.input(), &format!("schedule:{name}"), Some(&key)).await?;
         let claimed = self.engine.backend().claim(&key, CLAIM_TTL, now).await?;
         self.mark(name, occurrence);
-        if submitted.created || claimed {
-            tracing::info!(plan = %name, %occurrence, workflow_id = %submitted.id, created = submitted.created, late_s = late.num_seconds(), "scheduled backup fired");
-            Ok(Some(FiredPlan { plan: name.clone(), occurrence, workflow_id: submitted.id, created: submitted.created }))
+        if submitted.created {
+            tracing::info!(plan = %name, %occurrence, workflow_id = %submitted.id, late_s = late.num_seconds(), "scheduled backup fired");
+            Ok(Some(FiredPlan { plan: name.clone(), occurrence, workflow_id: submitted.id, created: true }))
         } else {
+            if claimed {
+                // Submitted earlier by a process that stopped before its claim (or that is racing
+                // this one): the same workflow, now recorded.
+                tracing::info!(plan = %name, %occurrence, workflow_id = %submitted.id, "occurrence already submitted; claim recorded");
+            }
             Ok(None)
         }
     }

@@ -48,6 +48,7 @@ pub async fn run(cfg: Config, ready: impl FnOnce(SocketAddr), shutdown: impl Fut
     let engine = engine(&cfg)?;
     let mut app = crate::api::router(engine.clone(), Arc::new(cfg.api.clone()));
     if let Some(rules) = &cfg.events {
+        rules.validate().map_err(|e| ServeError::Config(e.to_string()))?;
         app = app.merge(crate::events::router(engine.clone(), Arc::new(rules.clone())));
     }
     let scheduler = match &cfg.scheduler {

@@ -58,9 +58,13 @@ pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future
             });
         }
         if idle {
+            // Sleep until the next message is due (a Retry-After is honoured to the millisecond),
+            // but no longer than `idle_poll`, so new work from the API is seen quickly.
+            let next = engine.backend().next_visible_in().await.ok().flatten();
+            let wait = next.map_or(opts.idle_poll, |d| d.min(opts.idle_poll));
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(opts.idle_poll) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         } else if futures_now(&mut shutdown).await {
             break;

@@ -115,6 +115,8 @@ async fn restarted_or_concurrent_instances_never_fire_an_occurrence_twice() {
     }
     assert_eq!(fired, 1);
     assert_eq!(workflows(&e).await.len(), 3);
+    // And every reported firing made a new workflow.
+    assert!(first.tick(at(2026, 3, 2, 10, 3, 0)).await.iter().all(|f| f.created));
 }
 
 #[tokio::test]
@@ -126,13 +128,15 @@ async fn crash_between_submit_and_claim_is_recovered_without_a_second_workflow()
     let before = e.submit(p.input(), "schedule:nightly", Some(&p.occurrence_key(occurrence))).await.unwrap();
     assert!(before.created);
 
+    // The restarted scheduler finds the same workflow (not reported as a new firing) and records
+    // the claim.
     let s = scheduler(&e, vec![p.clone()]);
-    let fired = s.tick(at(2026, 3, 2, 2, 0, 20)).await;
-    assert_eq!(fired.len(), 1);
-    assert_eq!(fired[0].workflow_id, before.id);
-    assert!(!fired[0].created);
-    assert_eq!(workflows(&e).await.len(), 1);
-    // Now claimed: another instance does nothing.
+    assert!(s.tick(at(2026, 3, 2, 2, 0, 20)).await.is_empty());
+    let wfs = workflows(&e).await;
+    assert_eq!(wfs.len(), 1);
+    assert_eq!(wfs[0].id, before.id);
+    let claim_ttl = std::time::Duration::from_secs(3600);
+    assert!(!e.backend().claim(&p.occurrence_key(occurrence), claim_ttl, at(2026, 3, 2, 2, 1, 0)).await.unwrap());
     assert!(scheduler(&e, vec![p]).tick(at(2026, 3, 2, 2, 0, 40)).await.is_empty());
 }
 

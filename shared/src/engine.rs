@@ -135,12 +135,12 @@ pub fn workflow_id(kind: WorkflowKind, key: Option<&str>) -> String {
     };
     match key {
         Some(k) => {
-            let mut h: u64 = 0xcbf29ce484222325;
-            for b in k.bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x100000001b3);
-            }
-            format!("{prefix}-k{h:016x}")
+            // SHA-256, not a fast hash: a caller must not be able to aim a key at another
+            // caller's workflow id.
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(k.as_bytes());
+            let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            format!("{prefix}-k{hex}")
         }
         None => format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
     }

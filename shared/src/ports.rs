@@ -87,4 +87,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Claim a key once (schedule occurrences, event de-duplication). `true` when this call
     /// claimed it; claims older than `ttl` may be forgotten.
     async fn claim(&self, key: &str, ttl: Duration, now: DateTime<Utc>) -> Result<bool, BackendError>;
+    /// How long until the next message becomes visible, when the backend can tell cheaply: lets
+    /// a worker sleep exactly until then instead of polling (a `Retry-After` is then honoured to
+    /// the millisecond). `None`: unknown or no message.
+    async fn next_visible_in(&self) -> Result<Option<Duration>, BackendError> {
+        Ok(None)
+    }
 }

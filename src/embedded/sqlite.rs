@@ -194,6 +194,14 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn next_visible_in(&self) -> Result<Option<Duration>, BackendError> {
+        self.run(move |conn| {
+            let next: Option<i64> = conn.query_row("SELECT MIN(visible_at) FROM messages", [], |r| r.get(0)).map_err(storage)?;
+            Ok(next.map(|at| Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))))
+        })
+        .await
+    }
+
     async fn receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, BackendError> {
         if max == 0 {
             return Ok(Vec::new());

@@ -485,6 +485,10 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
             }
             None => fail_child(state, child, Failure::local("NoTrackingUrl", "The backup was accepted without a tracking URL.", FailureClass::Permanent)),
         },
+        (Step::Trigger { container, item }, Some(Err(e))) if refused_unprocessed(&e) && msg.attempt < o.transient_retries => {
+            // Throttled or never sent: nothing was started, the same POST may go again.
+            vec![after(state, Step::Trigger { container, item }, child, None, msg.attempt + 1, clamp(e.retry_after().or(Some(o.delay_floor)), o))]
+        }
         (Step::Trigger { container, item }, Some(Err(e))) if uncertain_send(&e) => {
             // It may or may not have started a job: look before sending again.
             vec![after(state, Step::CheckJobs { container: container.clone(), item: item.clone() }, child, None, 0, clamp(e.retry_after(), o))]
@@ -527,6 +531,11 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
         }
         (step, _) => fail_workflow(state, Failure::local("EngineError", format!("step {} got an answer it cannot use", step.name()), FailureClass::Permanent)),
     }
+}
+
+/// The service refused the request before doing anything (429, or it never arrived).
+fn refused_unprocessed(e: &ArmError) -> bool {
+    matches!(e, ArmError::Throttled { .. } | ArmError::Transport { sent: false, .. }) || e.status() == Some(429)
 }
 
 fn uncertain_send(e: &ArmError) -> bool {
