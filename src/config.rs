@@ -85,7 +85,7 @@ impl Default for EngineConfig {
             deadline_hours: 24.0,
             poll_budget: 5000,
             max_deliveries: 8,
-            concurrency: 16,
+            concurrency: 64,
             lease_seconds: 300.0,
         }
     }

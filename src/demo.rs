@@ -30,7 +30,8 @@ pub async fn run(seed: &str, retry_after: u64) -> anyhow::Result<()> {
     let mut scenario: Scenario = serde_json::from_str(seed)?;
     scenario.settings.retry_after_seconds = retry_after;
     let t = &mut scenario.settings.timings;
-    (t.refresh_ms, t.register_ms, t.inquire_ms, t.configure_ms, t.backup_operation_ms, t.full_backup_job_ms) = (1500, 2500, 1500, 1500, 500, 4000);
+    (t.refresh_ms, t.register_ms, t.inquire_ms, t.configure_ms, t.backup_operation_ms, t.full_backup_job_ms) =
+        (1500, 2500, 1500, 1500, 500, 4000);
     let secret = uuid_like();
     scenario.clients.push(ClientRegistration { tenant_id: TENANT.into(), client_id: CLIENT.into(), client_secret: secret.clone() });
     let sim = server::start(scenario, SimulatorOptions { tls: Some(TlsOptions::default()), ..Default::default() }).await?;
@@ -38,16 +39,29 @@ pub async fn run(seed: &str, retry_after: u64) -> anyhow::Result<()> {
 
     // The real credential and client code, trusting the simulator's self-signed certificate.
     let pem = sim.cert_pem.clone().context("no certificate")?;
-    let http = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes())?]).timeout(Duration::from_secs(30)).build()?;
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes())?])
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let cred = build_credential(
-        &CredentialConfig::ClientSecret { tenant_id: TENANT.into(), client_id: CLIENT.into(), client_secret: Secret::new(secret), authority_host: Some(sim.base_url.clone()) },
+        &CredentialConfig::ClientSecret {
+            tenant_id: TENANT.into(),
+            client_id: CLIENT.into(),
+            client_secret: Secret::new(secret),
+            authority_host: Some(sim.base_url.clone()),
+        },
         Some(http.clone()),
     )?;
     let arm = ArmClient::new(&sim.base_url, cred, None)?.with_http_client(http);
     let db = std::env::temp_dir().join(format!("sqlvm-backup-demo-{}.db", std::process::id()));
     let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(&db)?);
     let opts = EngineOptions {
-        steps: StepOptions { delay_floor: Duration::from_millis(200), delay_ceiling: Duration::from_secs(60), job_poll_interval: Duration::from_secs(1), ..StepOptions::default() },
+        steps: StepOptions {
+            delay_floor: Duration::from_millis(200),
+            delay_ceiling: Duration::from_secs(60),
+            job_poll_interval: Duration::from_secs(1),
+            ..StepOptions::default()
+        },
         ..EngineOptions::default()
     };
     let engine = Arc::new(Engine::new(backend, arm, opts));
@@ -70,7 +84,14 @@ pub async fn run(seed: &str, retry_after: u64) -> anyhow::Result<()> {
     let p = follow(&engine, &id).await?;
 
     println!("\non-demand Full backup of every protected database (kept 45 days)");
-    let backup = BackupInput { vault_id: VAULT.into(), items: vec![], databases: DatabaseFilter { include_system: true, ..Default::default() }, vms: vec![], backup_type: BackupType::Full, retention_days: Some(45) };
+    let backup = BackupInput {
+        vault_id: VAULT.into(),
+        items: vec![],
+        databases: DatabaseFilter { include_system: true, ..Default::default() },
+        vms: vec![],
+        backup_type: BackupType::Full,
+        retention_days: Some(45),
+    };
     let id = engine.submit(WorkflowInput::Backup(backup), "demo", None).await?.id;
     let b = follow(&engine, &id).await?;
     println!("\njobs:");
@@ -112,7 +133,11 @@ async fn follow(engine: &Engine, id: &str) -> anyhow::Result<WorkflowState> {
         }
         shown = st.steps.len();
         if st.status.is_terminal() {
-            println!("  => {}{}", st.status.as_str(), st.failure.as_ref().map(|f| format!(": {} {}", f.code, f.message)).unwrap_or_default());
+            println!(
+                "  => {}{}",
+                st.status.as_str(),
+                st.failure.as_ref().map(|f| format!(": {} {}", f.code, f.message)).unwrap_or_default()
+            );
             return Ok(st);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -32,18 +32,26 @@ pub fn engine(cfg: &Config) -> Result<Arc<Engine>, ServeError> {
         http = http.tls_certs_merge([cert]);
     }
     let http = http.build().map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
-    let credential = build_credential(&cfg.arm.credential, Some(http.clone())).map_err(|e| ServeError::Config(format!("credential: {e}")))?;
+    let credential =
+        build_credential(&cfg.arm.credential, Some(http.clone())).map_err(|e| ServeError::Config(format!("credential: {e}")))?;
     let mut opts = ArmClientOptions::default();
     if let Some(v) = &cfg.arm.api_version {
         opts.api_version = v.clone();
     }
-    let arm = ArmClient::new(&cfg.arm.endpoint, credential, Some(opts)).map_err(|e| ServeError::Config(format!("arm endpoint: {e}")))?.with_http_client(http);
-    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(&cfg.database).map_err(|e| ServeError::Config(format!("database {}: {e}", cfg.database.display())))?);
+    let arm = ArmClient::new(&cfg.arm.endpoint, credential, Some(opts))
+        .map_err(|e| ServeError::Config(format!("arm endpoint: {e}")))?
+        .with_http_client(http);
+    let backend: Arc<dyn Backend> =
+        Arc::new(SqliteBackend::open(&cfg.database).map_err(|e| ServeError::Config(format!("database {}: {e}", cfg.database.display())))?);
     Ok(Arc::new(Engine::new(backend, arm, cfg.engine.engine_options(&cfg.rules))))
 }
 
 /// Run until `shutdown` resolves; `ready` is called with the bound address once listening.
-pub async fn run(cfg: Config, ready: impl FnOnce(SocketAddr), shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn run(
+    cfg: Config,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     cfg.api.validate().map_err(|e| ServeError::Config(e.to_string()))?;
     let engine = engine(&cfg)?;
     let mut app = crate::api::router(engine.clone(), Arc::new(cfg.api.clone()));
@@ -52,7 +60,9 @@ pub async fn run(cfg: Config, ready: impl FnOnce(SocketAddr), shutdown: impl Fut
         app = app.merge(crate::events::router(engine.clone(), Arc::new(rules.clone())));
     }
     let scheduler = match &cfg.scheduler {
-        Some(s) => Some(Arc::new(crate::scheduler::Scheduler::new(engine.clone(), s.clone()).map_err(|e| ServeError::Config(e.to_string()))?)),
+        Some(s) => {
+            Some(Arc::new(crate::scheduler::Scheduler::new(engine.clone(), s.clone()).map_err(|e| ServeError::Config(e.to_string()))?))
+        }
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.map_err(|e| ServeError::Listen(cfg.listen.clone(), e))?;
@@ -61,7 +71,11 @@ pub async fn run(cfg: Config, ready: impl FnOnce(SocketAddr), shutdown: impl Fut
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.changed().await;
     };
-    let worker = tokio::spawn(worker::run(engine.clone(), WorkerOptions { concurrency: cfg.engine.concurrency.max(1), ..Default::default() }, wait(stop_rx.clone())));
+    let worker = tokio::spawn(worker::run(
+        engine.clone(),
+        WorkerOptions { concurrency: cfg.engine.concurrency.max(1), ..Default::default() },
+        wait(stop_rx.clone()),
+    ));
     let sched = scheduler.map(|s| tokio::spawn(s.run(wait(stop_rx.clone()))));
     let server = axum::serve(listener, app).with_graceful_shutdown(wait(stop_rx.clone()));
     ready(addr);

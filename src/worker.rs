@@ -14,7 +14,8 @@ use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// Steps running at once (default 16).
+    /// Steps running at once (default 64; steps of one workflow wait for each other, so this is
+    /// set well above the core count).
     pub concurrency: usize,
     /// Wait between polls of an empty queue (default 25 ms): the latency added to every delay.
     pub idle_poll: Duration,
@@ -22,13 +23,16 @@ pub struct WorkerOptions {
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { concurrency: 16, idle_poll: Duration::from_millis(25) }
+        WorkerOptions { concurrency: 64, idle_poll: Duration::from_millis(25) }
     }
 }
 
 /// Run until `shutdown` resolves.
 pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future<Output = ()>) {
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    // A finished step has usually just sent its next message, often due at once: it wakes the
+    // loop instead of leaving that message to the next idle poll.
+    let finished = Arc::new(tokio::sync::Notify::new());
     tokio::pin!(shutdown);
     loop {
         let free = permits.available_permits();
@@ -47,6 +51,7 @@ pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future
         for d in batch {
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             let engine = engine.clone();
+            let finished = finished.clone();
             tokio::spawn(async move {
                 let wf = d.message.workflow_id.clone();
                 let step = d.message.step.name();
@@ -55,6 +60,7 @@ pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future
                     Err(e) => tracing::warn!(workflow_id = %wf, step, error = %e, "step failed"),
                 }
                 drop(permit);
+                finished.notify_one();
             });
         }
         if idle {
@@ -65,6 +71,7 @@ pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(wait) => {}
+                _ = finished.notified() => {}
             }
         } else if futures_now(&mut shutdown).await {
             break;

@@ -418,7 +418,7 @@ async fn status_shows_steps_children_and_failure() {
         child("master", ChildStatus::Skipped { reason: "system database".into() }),
     ];
     v.value.target.container = Some("VMAppContainer;compute;rg-sql;sqlvm01".into());
-    backend.commit(Commit { state: v.value, expected_version: v.version, next: vec![], ack: None }).await.unwrap();
+    backend.commit(Commit { state: v.value, expected_version: v.version, next: vec![], ack: None, durable: false }).await.unwrap();
 
     let s = api.get(&format!("/api/workflows/{id}"), "/api/workflows/{id}", Some(ADMIN)).await;
     assert_eq!(s.body["steps"][0]["operationId"], "op-1");

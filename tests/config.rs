@@ -18,7 +18,8 @@ fn unknown_fields_are_refused_with_the_file_name() {
     let dir = std::env::temp_dir().join(format!("sqlvm-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("bad.json");
-    std::fs::write(&path, r#"{"arm": {"credential": {"kind": "azureCli"}}, "api": {"auth": {"mode": "apiKey", "keys": []}}, "bogus": 1}"#).unwrap();
+    std::fs::write(&path, r#"{"arm": {"credential": {"kind": "azureCli"}}, "api": {"auth": {"mode": "apiKey", "keys": []}}, "bogus": 1}"#)
+        .unwrap();
     let err = sqlvm_backup::config::Config::load(&path).unwrap_err().to_string();
     assert!(err.contains("bad.json") && err.contains("bogus"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

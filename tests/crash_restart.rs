@@ -72,7 +72,8 @@ async fn sigkill_mid_workflow_then_restart_completes_without_doing_anything_twic
     let mut scenario: Scenario = serde_json::from_str(include_str!("../emulator/scenarios/seed.json")).unwrap();
     scenario.settings.retry_after_seconds = 0;
     let t = &mut scenario.settings.timings;
-    (t.refresh_ms, t.register_ms, t.inquire_ms, t.configure_ms, t.backup_operation_ms, t.full_backup_job_ms) = (300, 400, 300, 400, 200, 1200);
+    (t.refresh_ms, t.register_ms, t.inquire_ms, t.configure_ms, t.backup_operation_ms, t.full_backup_job_ms) =
+        (300, 400, 300, 400, 200, 1200);
     let sim = server::start(scenario, SimulatorOptions::default()).await.unwrap();
     let dir = std::env::temp_dir().join(format!("sqlvm-crash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -96,10 +97,12 @@ async fn sigkill_mid_workflow_then_restart_completes_without_doing_anything_twic
     let w = start_worker(&config, &ep, &hdr);
     let input = json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup", "databases": { "includeSystem": true } });
     let id = api(&http, &w, "POST", "/api/protect", Some(input)).await["id"].as_str().unwrap().to_string();
-    until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "register"))).await;
+    until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "register")))
+        .await;
     kill(w);
     let w = start_worker(&config, &ep, &hdr);
-    until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "protectItem"))).await;
+    until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "protectItem")))
+        .await;
     kill(w);
     let w = start_worker(&config, &ep, &hdr);
     let st = until(&http, &w, &id, Duration::from_secs(30), |s| s["status"] != "running").await;
@@ -108,7 +111,8 @@ async fn sigkill_mid_workflow_then_restart_completes_without_doing_anything_twic
     // Backup: kill right after the first triggers went out.
     let input = json!({ "vaultId": VAULT, "backupType": "Full", "databases": { "includeSystem": true } });
     let id = api(&http, &w, "POST", "/api/backups", Some(input)).await["id"].as_str().unwrap().to_string();
-    until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "trigger"))).await;
+    until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "trigger")))
+        .await;
     kill(w);
     let w = start_worker(&config, &ep, &hdr);
     let st = until(&http, &w, &id, Duration::from_secs(40), |s| s["status"] != "running").await;

@@ -136,8 +136,13 @@ async fn a_leased_message_comes_back_after_its_lease_and_the_old_receipt_is_lost
     // The first holder lost the lease: its commit, release and poison change nothing.
     let mut next = s.clone();
     next.polls = 1;
-    let stale =
-        Commit { state: next.clone(), expected_version: "1".into(), next: vec![now(msg("wf-l", 1))], ack: Some(first[0].receipt.clone()) };
+    let stale = Commit {
+        state: next.clone(),
+        expected_version: "1".into(),
+        next: vec![now(msg("wf-l", 1))],
+        ack: Some(first[0].receipt.clone()),
+        durable: false,
+    };
     assert!(matches!(b.commit(stale).await, Err(BackendError::LeaseLost)));
     assert!(matches!(b.release(&first[0].receipt, Duration::ZERO).await, Err(BackendError::LeaseLost)));
     assert!(matches!(b.poison(&first[0].receipt, "x").await, Err(BackendError::LeaseLost)));
@@ -145,7 +150,13 @@ async fn a_leased_message_comes_back_after_its_lease_and_the_old_receipt_is_lost
     assert_eq!(b.pending_messages().await.unwrap(), 1);
 
     // The current holder commits.
-    let good = Commit { state: next, expected_version: "1".into(), next: vec![now(msg("wf-l", 1))], ack: Some(second[0].receipt.clone()) };
+    let good = Commit {
+        state: next,
+        expected_version: "1".into(),
+        next: vec![now(msg("wf-l", 1))],
+        ack: Some(second[0].receipt.clone()),
+        durable: false,
+    };
     b.commit(good).await.unwrap();
     let after = b.load("wf-l").await.unwrap().unwrap();
     assert_eq!((after.version.as_str(), after.value.polls), ("2", 1));
@@ -179,6 +190,7 @@ async fn a_conflicting_commit_sends_nothing_and_acks_nothing() {
         expected_version: "7".into(),
         next: vec![now(msg("wf-c", 1)), now(msg("wf-c", 2))],
         ack: Some(d.receipt.clone()),
+        durable: false,
     };
     assert!(matches!(b.commit(stale).await, Err(BackendError::Conflict)));
     assert_eq!(b.pending_messages().await.unwrap(), 1, "no message sent, the consumed one not acked");
@@ -187,18 +199,26 @@ async fn a_conflicting_commit_sends_nothing_and_acks_nothing() {
     // Too large: nothing applied either.
     let mut big = msg("wf-c", 1);
     big.tracking_url = Some("x".repeat(70 * 1024));
-    let too_large = Commit { state: next.clone(), expected_version: "1".into(), next: vec![now(big)], ack: Some(d.receipt.clone()) };
+    let too_large =
+        Commit { state: next.clone(), expected_version: "1".into(), next: vec![now(big)], ack: Some(d.receipt.clone()), durable: false };
     assert!(matches!(b.commit(too_large).await, Err(BackendError::TooLarge(n)) if n > 64 * 1024));
     assert_eq!(b.load("wf-c").await.unwrap().unwrap().version, "1");
 
     // The same step with the right version goes through, then the old version conflicts.
-    let ok = Commit { state: next.clone(), expected_version: "1".into(), next: vec![now(msg("wf-c", 1))], ack: Some(d.receipt.clone()) };
+    let ok = Commit {
+        state: next.clone(),
+        expected_version: "1".into(),
+        next: vec![now(msg("wf-c", 1))],
+        ack: Some(d.receipt.clone()),
+        durable: false,
+    };
     b.commit(ok).await.unwrap();
     assert_eq!(b.pending_messages().await.unwrap(), 1);
-    let again = Commit { state: next, expected_version: "1".into(), next: vec![], ack: None };
+    let again = Commit { state: next, expected_version: "1".into(), next: vec![], ack: None, durable: false };
     assert!(matches!(b.commit(again).await, Err(BackendError::Conflict)));
     // Unknown workflow: conflict too.
-    let ghost = Commit { state: state("ghost", WorkflowKind::Backup), expected_version: "1".into(), next: vec![], ack: None };
+    let ghost =
+        Commit { state: state("ghost", WorkflowKind::Backup), expected_version: "1".into(), next: vec![], ack: None, durable: false };
     assert!(matches!(b.commit(ghost).await, Err(BackendError::Conflict)));
 }
 
@@ -250,7 +270,7 @@ async fn list_filters_by_status_and_kind_newest_first() {
     }
     let mut done = b.load("wf-2").await.unwrap().unwrap().value;
     done.status = WorkflowStatus::Succeeded;
-    b.commit(Commit { state: done, expected_version: "1".into(), next: vec![], ack: None }).await.unwrap();
+    b.commit(Commit { state: done, expected_version: "1".into(), next: vec![], ack: None, durable: false }).await.unwrap();
 
     let ids = |v: Vec<WorkflowState>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
     assert_eq!(ids(b.list(&ListFilter::default()).await.unwrap()), ["wf-3", "wf-2", "wf-1", "wf-0"]);
@@ -307,7 +327,7 @@ async fn step_all(b: &SqliteBackend, lease: Duration) -> usize {
             s.status = WorkflowStatus::Succeeded;
             vec![]
         };
-        b.commit(Commit { state: s, expected_version: current.version, next, ack: Some(d.receipt) }).await.unwrap();
+        b.commit(Commit { state: s, expected_version: current.version, next, ack: Some(d.receipt), durable: false }).await.unwrap();
     }
     n
 }

@@ -24,7 +24,14 @@ fn protect(include_system: bool) -> WorkflowInput {
 }
 
 fn backup(bt: BackupType, retention_days: Option<u32>) -> WorkflowInput {
-    WorkflowInput::Backup(BackupInput { vault_id: VAULT.into(), items: vec![], databases: DatabaseFilter::default(), vms: vec![], backup_type: bt, retention_days })
+    WorkflowInput::Backup(BackupInput {
+        vault_id: VAULT.into(),
+        items: vec![],
+        databases: DatabaseFilter::default(),
+        vms: vec![],
+        backup_type: bt,
+        retention_days,
+    })
 }
 
 fn with_vm(f: impl FnOnce(&mut sqlvm_backup_emulator::scenario::VmSpec)) -> Scenario {
@@ -70,7 +77,11 @@ async fn vm_never_discovered_fails_with_a_hint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_registration_is_reported_with_its_code() {
     let h = Harness::start(with_vm(|vm| {
-        vm.conditions.registration_fails = Some(FailureSpec { code: "UserErrorVMInternetConnectivityIssue".into(), message: Some("no network".into()), error_code: Some(1) })
+        vm.conditions.registration_fails = Some(FailureSpec {
+            code: "UserErrorVMInternetConnectivityIssue".into(),
+            message: Some("no network".into()),
+            error_code: Some(1),
+        })
     }))
     .await;
     let id = h.engine.submit(protect(false), "test", None).await.unwrap().id;
@@ -109,7 +120,11 @@ async fn protect_all(h: &Harness, include_system: bool) {
 async fn failing_backup_job_fails_only_its_database() {
     let h = Harness::start(with_vm(|vm| {
         let db = vm.sql_instances[0].databases.iter_mut().find(|d| d.name == "SalesDB").unwrap();
-        db.backup_fails = Some(FailureSpec { code: "UserErrorBackupFailedAsTransactionLogIsFull".into(), message: Some("log full".into()), error_code: Some(590017) });
+        db.backup_fails = Some(FailureSpec {
+            code: "UserErrorBackupFailedAsTransactionLogIsFull".into(),
+            message: Some("log full".into()),
+            error_code: Some(590017),
+        });
     }))
     .await;
     protect_all(&h, false).await;
@@ -175,7 +190,11 @@ async fn throttling_storm_never_fails_a_workflow() {
     let id = h.engine.submit(protect(true), "test", None).await.unwrap().id;
     let st = h.wait(&id, Duration::from_secs(60)).await;
     assert_eq!(st.status, WorkflowStatus::Succeeded, "{st:#?}");
-    assert_eq!(count(&h, "ProtectedItems_CreateOrUpdate").await - h.calls().await.iter().filter(|(o, s)| o == "ProtectedItems_CreateOrUpdate" && *s == 429).count(), 5);
+    assert_eq!(
+        count(&h, "ProtectedItems_CreateOrUpdate").await
+            - h.calls().await.iter().filter(|(o, s)| o == "ProtectedItems_CreateOrUpdate" && *s == 429).count(),
+        5
+    );
     h.stop().await;
 }
 

@@ -42,7 +42,14 @@ async fn seed_workflow_end_to_end_makes_exactly_the_seed_calls() {
     assert_eq!(st.target.container.as_deref(), Some("VMAppContainer;Compute;SQLServerPMDemo;sqlserver-0"));
     let protect_calls = h.calls().await;
 
-    let b = BackupInput { vault_id: VAULT.into(), items: vec![], databases: DatabaseFilter { include_system: true, ..Default::default() }, vms: vec![], backup_type: BackupType::Full, retention_days: Some(45) };
+    let b = BackupInput {
+        vault_id: VAULT.into(),
+        items: vec![],
+        databases: DatabaseFilter { include_system: true, ..Default::default() },
+        vms: vec![],
+        backup_type: BackupType::Full,
+        retention_days: Some(45),
+    };
     let b = h.engine.submit(WorkflowInput::Backup(b), "test", None).await.expect("submit backup");
     let st = h.wait(&b.id, Duration::from_secs(30)).await;
     assert_eq!(st.status, WorkflowStatus::Succeeded, "{st:#?}");

@@ -246,3 +246,54 @@ impl Scenario {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("sqlvm-scn-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn toml_and_json_scenarios_load_alike() {
+        let toml = r#"
+[[subscriptions]]
+id = "11111111-2222-3333-4444-555555555555"
+
+[[vaults]]
+subscriptionId = "11111111-2222-3333-4444-555555555555"
+resourceGroup = "rg"
+name = "v"
+location = "westeurope"
+policies = [{ name = "P", logFrequencyMinutes = 60 }]
+
+[[virtualMachines]]
+subscriptionId = "11111111-2222-3333-4444-555555555555"
+resourceGroup = "rg-sql"
+name = "sql1"
+location = "westeurope"
+conditions = { discoverableAfterRefreshes = 2 }
+sqlInstances = [{ name = "MSSQLSERVER", databases = [{ name = "db1", recoveryModel = "Simple" }] }]
+"#;
+        let p = write("a.toml", toml);
+        let s = Scenario::load(&p).unwrap();
+        assert_eq!(s.vaults[0].policies[0].kind, "AzureWorkload");
+        assert_eq!(s.virtual_machines[0].conditions.discoverable_after_refreshes, Some(2));
+        assert_eq!(s.virtual_machines[0].sql_instances[0].databases[0].recovery_model, "Simple");
+        let j = write("a.json", &serde_json::to_string(&s).unwrap());
+        assert_eq!(Scenario::load(&j).unwrap().virtual_machines[0].name, "sql1");
+        let _ = (std::fs::remove_file(p), std::fs::remove_file(j));
+    }
+
+    #[test]
+    fn inconsistent_scenarios_are_refused_with_a_reason() {
+        let p = write("bad.json", r#"{"vaults":[{"subscriptionId":"x","resourceGroup":"r","name":"v","location":"l"}]}"#);
+        assert!(Scenario::load(&p).unwrap_err().to_string().contains("unknown subscription"));
+        let p2 = write("typo.json", r#"{"virtualMachine": []}"#);
+        assert!(Scenario::load(&p2).unwrap_err().to_string().contains("virtualMachine"));
+        let _ = (std::fs::remove_file(p), std::fs::remove_file(p2));
+    }
+}

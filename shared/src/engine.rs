@@ -35,7 +35,13 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { steps: StepOptions::default(), deadline: Duration::from_secs(24 * 3600), poll_budget: 5000, max_deliveries: 8, lease: Duration::from_secs(300) }
+        EngineOptions {
+            steps: StepOptions::default(),
+            deadline: Duration::from_secs(24 * 3600),
+            poll_budget: 5000,
+            max_deliveries: 8,
+            lease: Duration::from_secs(300),
+        }
     }
 }
 
@@ -75,7 +81,14 @@ pub struct Engine {
     /// One step at a time per workflow in this process: children of one workflow then never
     /// race for its state (other processes are handled by versioned commits).
     running: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The state this process last committed for each workflow, with its version: the next
+    /// step usually runs here, and then needs no read. A stale entry (another process wrote
+    /// since) makes the commit conflict, and the state is then read from the backend.
+    cache: Mutex<HashMap<String, Versioned<WorkflowState>>>,
 }
+
+/// Entries kept in the state cache before it is emptied.
+const CACHE_LIMIT: usize = 10_000;
 
 fn bad(code: &str, message: impl Into<String>) -> SubmitError {
     SubmitError::Invalid(Failure::local(code, message, FailureClass::Permanent))
@@ -99,11 +112,17 @@ pub fn validate(input: &WorkflowInput) -> Result<(), SubmitError> {
             ResourceId::parse_vault(&b.vault_id).map_err(|e| bad("InvalidVaultId", e.to_string()))?;
             match (b.backup_type, b.retention_days) {
                 (BackupType::Full, Some(d)) if !(45..=36135).contains(&d) => {
-                    return Err(bad("InvalidRetention", format!("an on-demand Full backup is kept 45 days to 99 years (36135 days), not {d}")));
+                    return Err(bad(
+                        "InvalidRetention",
+                        format!("an on-demand Full backup is kept 45 days to 99 years (36135 days), not {d}"),
+                    ));
                 }
                 (BackupType::CopyOnlyFull, Some(0)) => return Err(bad("InvalidRetention", "retentionDays must be at least 1")),
                 (BackupType::Differential | BackupType::Log, Some(_)) => {
-                    return Err(bad("RetentionNotAllowed", format!("{} backups are kept as the policy says; omit retentionDays", b.backup_type.as_str())));
+                    return Err(bad(
+                        "RetentionNotAllowed",
+                        format!("{} backups are kept as the policy says; omit retentionDays", b.backup_type.as_str()),
+                    ));
                 }
                 _ => {}
             }
@@ -148,7 +167,7 @@ pub fn workflow_id(kind: WorkflowKind, key: Option<&str>) -> String {
 
 impl Engine {
     pub fn new(backend: Arc<dyn Backend>, arm: ArmClient, opts: EngineOptions) -> Engine {
-        Engine { backend, arm, opts, running: Mutex::new(HashMap::new()) }
+        Engine { backend, arm, opts, running: Mutex::new(HashMap::new()), cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -194,7 +213,16 @@ impl Engine {
             done_steps: Default::default(),
             open: 1,
         };
-        let first = StepMessage { v: MESSAGE_VERSION, workflow_id: id.clone(), step_id: format!("{id}/-/{}/start", step.name()), step, child: None, tracking_url: None, attempt: 0, wait_ms: None };
+        let first = StepMessage {
+            v: MESSAGE_VERSION,
+            workflow_id: id.clone(),
+            step_id: format!("{id}/-/{}/start", step.name()),
+            step,
+            child: None,
+            tracking_url: None,
+            attempt: 0,
+            wait_ms: None,
+        };
         state.updated_at = now;
         let created = self.backend.start(&state, vec![Scheduled { message: first, delay: Duration::ZERO }]).await?;
         tracing::info!(workflow_id = %id, created, origin, "workflow submitted");
@@ -214,7 +242,12 @@ impl Engine {
         let lock = self.lock_for(&d.message.workflow_id);
         let _guard = lock.lock().await;
         let msg = d.message.clone();
-        let Some(loaded) = self.backend.load(&msg.workflow_id).await? else {
+        let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(&msg.workflow_id);
+        let loaded = match cached {
+            Some(v) => Some(v),
+            None => self.backend.load(&msg.workflow_id).await?,
+        };
+        let Some(loaded) = loaded else {
             let reason = format!("no workflow {}", msg.workflow_id);
             self.backend.poison(&d.receipt, &reason).await?;
             return Ok(Outcome::Poisoned(reason));
@@ -230,7 +263,11 @@ impl Engine {
         let stop = if now > loaded.value.deadline {
             Some(Failure::local("DeadlineExceeded", "The workflow ran past its deadline.", FailureClass::Permanent))
         } else if loaded.value.polls >= loaded.value.poll_budget {
-            Some(Failure::local("PollBudgetExhausted", format!("The workflow used its {} ARM calls.", loaded.value.poll_budget), FailureClass::Permanent))
+            Some(Failure::local(
+                "PollBudgetExhausted",
+                format!("The workflow used its {} ARM calls.", loaded.value.poll_budget),
+                FailureClass::Permanent,
+            ))
         } else {
             None
         };
@@ -271,7 +308,7 @@ impl Engine {
                     st.failure.get_or_insert(f.clone());
                     vec![]
                 }
-                None => steps::decide(&msg, &mut st, answer.clone(), &ctx),
+                None => steps::decide(&msg, &mut st, answer.as_ref(), &ctx),
             };
             st.open = (st.open + next.len() as u32).saturating_sub(1);
             finish_if_done(&mut st);
@@ -293,9 +330,15 @@ impl Engine {
     ) -> Result<(), EngineError> {
         for _ in 0..8 {
             let (state, next) = apply(&loaded.value);
-            let commit = Commit { state, expected_version: loaded.version.clone(), next, ack: Some(d.receipt.clone()) };
+            // The write-ahead marker of a backup POST must survive even a power loss.
+            let durable = next.iter().any(|n| matches!(n.message.step, Step::Trigger { .. }));
+            let committed = state.clone();
+            let commit = Commit { state, expected_version: loaded.version.clone(), next, ack: Some(d.receipt.clone()), durable };
             match self.backend.commit(commit).await {
-                Ok(()) => return Ok(()),
+                Ok(version) => {
+                    self.remember(committed, version);
+                    return Ok(());
+                }
                 Err(BackendError::Conflict) => match self.backend.load(&msg.workflow_id).await? {
                     Some(l) => loaded = l,
                     None => return Ok(()),
@@ -306,6 +349,19 @@ impl Engine {
         // Give the message back; it will run again later.
         self.backend.release(&d.receipt, Duration::from_secs(1)).await?;
         Ok(())
+    }
+
+    /// Keep the state just committed with the version the backend gave it.
+    fn remember(&self, state: WorkflowState, version: String) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        if state.status.is_terminal() {
+            cache.remove(&state.id);
+        } else {
+            cache.insert(state.id.clone(), Versioned { value: state, version });
+        }
     }
 
     /// Receive up to `max` due messages and run them one after another (tests, simple loops).
@@ -352,7 +408,7 @@ impl Engine {
             st.failure.get_or_insert(failure.clone());
             st.status = WorkflowStatus::Failed;
             st.updated_at = Utc::now();
-            let c = Commit { state: st, expected_version: loaded.version, next: vec![], ack: None };
+            let c = Commit { state: st, expected_version: loaded.version, next: vec![], ack: None, durable: true };
             if self.backend.commit(c).await.is_ok() {
                 return;
             }
@@ -370,9 +426,11 @@ fn record(msg: &StepMessage, answer: Option<&Result<ArmAnswer, ArmError>>, url: 
                 let l = u.to_ascii_lowercase();
                 l.contains("/operationresults/") || l.contains("/operationsstatus/") || l.contains("/backupoperations/")
             });
-            let job = a.body.get("properties").and_then(|p| p.get("jobId")).and_then(|j| j.as_str()).map(str::to_string).or_else(|| match &msg.step {
-                Step::PollJob { job_id, .. } => Some(job_id.clone()),
-                _ => None,
+            let job = a.body.get("properties").and_then(|p| p.get("jobId")).and_then(|j| j.as_str()).map(str::to_string).or_else(|| {
+                match &msg.step {
+                    Step::PollJob { job_id, .. } => Some(job_id.clone()),
+                    _ => None,
+                }
             });
             (Some(a.status), if is_op { tracked.as_deref().and_then(op_id) } else { None }, job, None)
         }
@@ -392,7 +450,9 @@ fn finish_if_done(st: &mut WorkflowState) {
     let failed = st.children.iter().filter(|c| matches!(c.status, ChildStatus::Failed { .. })).count();
     let ok = st.children.iter().filter(|c| matches!(c.status, ChildStatus::Succeeded)).count();
     for c in st.children.iter_mut().filter(|c| !c.status.is_terminal()) {
-        c.status = ChildStatus::Failed { failure: Failure::local("Abandoned", "The workflow ended before this database's work did.", FailureClass::Permanent) };
+        c.status = ChildStatus::Failed {
+            failure: Failure::local("Abandoned", "The workflow ended before this database's work did.", FailureClass::Permanent),
+        };
     }
     st.status = match (failed, ok) {
         _ if parent_failed => WorkflowStatus::Failed,

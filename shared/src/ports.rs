@@ -46,6 +46,10 @@ pub struct Commit {
     pub next: Vec<Scheduled>,
     /// The message this step consumed (acknowledged with the commit).
     pub ack: Option<String>,
+    /// Must be on stable storage before the call returns, even where the backend normally
+    /// trades the last moments before a power loss for speed: set when a next step does
+    /// something that must not happen twice (a backup POST after its write-ahead marker).
+    pub durable: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,8 +81,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Up to `max` messages whose delay has passed, leased for `lease`.
     async fn receive(&self, max: usize, lease: Duration) -> Result<Vec<Delivery>, BackendError>;
     async fn load(&self, workflow_id: &str) -> Result<Option<Versioned<WorkflowState>>, BackendError>;
-    /// Save the state, send the next messages and acknowledge the consumed one.
-    async fn commit(&self, commit: Commit) -> Result<(), BackendError>;
+    /// Save the state, send the next messages and acknowledge the consumed one. Returns the
+    /// state's new version, so the caller can keep it without reading it back.
+    async fn commit(&self, commit: Commit) -> Result<String, BackendError>;
     /// Give a message back, visible again after `delay` (the step failed transiently).
     async fn release(&self, receipt: &str, delay: Duration) -> Result<(), BackendError>;
     /// Move a message aside with the reason (undecodable, or attempts exhausted).

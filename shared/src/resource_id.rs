@@ -40,7 +40,10 @@ impl ResourceId {
         if parts.len() != 9 || !parts[0].is_empty() {
             return Err(bad("expected /subscriptions/{id}/resourceGroups/{group}/providers/{namespace}/{type}/{name}"));
         }
-        if !parts[1].eq_ignore_ascii_case("subscriptions") || !parts[3].eq_ignore_ascii_case("resourceGroups") || !parts[5].eq_ignore_ascii_case("providers") {
+        if !parts[1].eq_ignore_ascii_case("subscriptions")
+            || !parts[3].eq_ignore_ascii_case("resourceGroups")
+            || !parts[5].eq_ignore_ascii_case("providers")
+        {
             return Err(bad("expected /subscriptions/{id}/resourceGroups/{group}/providers/..."));
         }
         if !valid_subscription(parts[2]) {
@@ -95,7 +98,11 @@ impl ResourceId {
 
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/subscriptions/{}/resourceGroups/{}/providers/{}/{}/{}", self.subscription, self.resource_group, self.namespace, self.resource_type, self.name)
+        write!(
+            f,
+            "/subscriptions/{}/resourceGroups/{}/providers/{}/{}/{}",
+            self.subscription, self.resource_group, self.namespace, self.resource_type, self.name
+        )
     }
 }
 
@@ -105,10 +112,20 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        let vm = ResourceId::parse_vm("/subscriptions/11111111-2222-3333-4444-555555555555/resourcegroups/rg-sql/providers/Microsoft.Compute/virtualMachines/sqlvm01").unwrap();
+        let vm = ResourceId::parse_vm(
+            "/subscriptions/11111111-2222-3333-4444-555555555555/resourcegroups/rg-sql/providers/Microsoft.Compute/virtualMachines/sqlvm01",
+        )
+        .unwrap();
         assert_eq!(vm.name, "sqlvm01");
         assert!(ResourceId::parse_vault(&vm.to_string()).is_err());
-        for bad in ["", "/subscriptions/x", "/subscriptions/not-a-guid!/resourceGroups/r/providers/A.B/c/d", "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/r/providers/A.B/c/d/e", "subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/r/providers/A.B/c/d", "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/r/providers/A.B/c/na%2fme"] {
+        for bad in [
+            "",
+            "/subscriptions/x",
+            "/subscriptions/not-a-guid!/resourceGroups/r/providers/A.B/c/d",
+            "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/r/providers/A.B/c/d/e",
+            "subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/r/providers/A.B/c/d",
+            "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/r/providers/A.B/c/na%2fme",
+        ] {
             assert!(ResourceId::parse(bad).is_err(), "{bad}");
         }
         assert!(ResourceId::same("/Subscriptions/A/x", "/subscriptions/a/X/"));

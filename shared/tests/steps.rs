@@ -11,11 +11,17 @@ use sqlvm_backup_shared::workflow::state::*;
 use sqlvm_backup_shared::workflow::steps::{Plan, StepCtx, StepOptions, decide, intent_name, plan};
 
 const VAULT: &str = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg/providers/Microsoft.RecoveryServices/vaults/v";
-const VM: &str = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-sql/providers/Microsoft.Compute/virtualMachines/sql1";
+const VM: &str =
+    "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-sql/providers/Microsoft.Compute/virtualMachines/sql1";
 const C: &str = "VMAppContainer;Compute;rg-sql;sql1";
 
 fn opts() -> StepOptions {
-    StepOptions { delay_floor: Duration::from_secs(2), delay_ceiling: Duration::from_secs(120), job_poll_interval: Duration::from_secs(30), ..StepOptions::default() }
+    StepOptions {
+        delay_floor: Duration::from_secs(2),
+        delay_ceiling: Duration::from_secs(120),
+        job_poll_interval: Duration::from_secs(30),
+        ..StepOptions::default()
+    }
 }
 
 fn protect_state() -> WorkflowState {
@@ -23,7 +29,14 @@ fn protect_state() -> WorkflowState {
     WorkflowState {
         id: "wf".into(),
         kind: WorkflowKind::Protect,
-        input: WorkflowInput::Protect(ProtectInput { vm_id: VM.into(), vault_id: Some(VAULT.into()), policy: Some("P".into()), databases: DatabaseFilter::default(), auto_protect: false, initial_full_backup: false }),
+        input: WorkflowInput::Protect(ProtectInput {
+            vm_id: VM.into(),
+            vault_id: Some(VAULT.into()),
+            policy: Some("P".into()),
+            databases: DatabaseFilter::default(),
+            auto_protect: false,
+            initial_full_backup: false,
+        }),
         status: WorkflowStatus::Running,
         created_at: now,
         updated_at: now,
@@ -43,15 +56,37 @@ fn protect_state() -> WorkflowState {
 fn backup_state(bt: BackupType) -> WorkflowState {
     let mut s = protect_state();
     s.kind = WorkflowKind::Backup;
-    s.input = WorkflowInput::Backup(BackupInput { vault_id: VAULT.into(), items: vec![], databases: DatabaseFilter::default(), vms: vec![], backup_type: bt, retention_days: None });
+    s.input = WorkflowInput::Backup(BackupInput {
+        vault_id: VAULT.into(),
+        items: vec![],
+        databases: DatabaseFilter::default(),
+        vms: vec![],
+        backup_type: bt,
+        retention_days: None,
+    });
     s
 }
 
 fn msg(step: Step, child: Option<usize>, url: Option<&str>) -> StepMessage {
-    StepMessage { v: MESSAGE_VERSION, workflow_id: "wf".into(), step_id: "x".into(), step, child, tracking_url: url.map(str::to_string), attempt: 0, wait_ms: None }
+    StepMessage {
+        v: MESSAGE_VERSION,
+        workflow_id: "wf".into(),
+        step_id: "x".into(),
+        step,
+        child,
+        tracking_url: url.map(str::to_string),
+        attempt: 0,
+        wait_ms: None,
+    }
 }
 
-fn ans(status: u16, body: Value, location: Option<&str>, asyncop: Option<&str>, retry_after: Option<u64>) -> Option<Result<ArmAnswer, ArmError>> {
+fn ans(
+    status: u16,
+    body: Value,
+    location: Option<&str>,
+    asyncop: Option<&str>,
+    retry_after: Option<u64>,
+) -> Option<Result<ArmAnswer, ArmError>> {
     Some(Ok(ArmAnswer {
         status,
         body,
@@ -66,11 +101,20 @@ fn ans(status: u16, body: Value, location: Option<&str>, asyncop: Option<&str>, 
 fn check(m: &StepMessage, st: &mut WorkflowState, a: Option<Result<ArmAnswer, ArmError>>) -> Vec<(Step, Option<String>, Duration)> {
     let o = opts();
     let ctx = StepCtx { now: chrono::Utc::now(), opts: &o, dequeue_count: 1 };
-    decide(m, st, a, &ctx).into_iter().map(|s| (s.message.step, s.message.tracking_url, s.delay)).collect()
+    decide(m, st, a.as_ref(), &ctx).into_iter().map(|s| (s.message.step, s.message.tracking_url, s.delay)).collect()
 }
 
 fn child(item: &str) -> Child {
-    Child { container: C.into(), item: item.into(), friendly_name: item.rsplit(';').next().unwrap().into(), status: ChildStatus::Running, operation_url: None, job_id: None, job_status: None, trigger_sent_at: None }
+    Child {
+        container: C.into(),
+        item: item.into(),
+        friendly_name: item.rsplit(';').next().unwrap().into(),
+        status: ChildStatus::Running,
+        operation_url: None,
+        job_id: None,
+        job_status: None,
+        trigger_sent_at: None,
+    }
 }
 
 #[test]
@@ -80,7 +124,12 @@ fn refresh_posts_with_the_workload_filter_and_follows_location_after_retry_after
     let ctx = StepCtx { now: chrono::Utc::now(), opts: &o, dequeue_count: 1 };
     let Plan::Arm(call) = plan(&msg(Step::Refresh { round: 0 }, None, None), &st, &ctx) else { panic!() };
     assert_eq!(call.method, "POST");
-    assert!(call.url.starts_with(&format!("{VAULT}/backupFabrics/Azure/refreshContainers?$filter=backupManagementType%20eq%20%27AzureWorkload%27")), "{}", call.url);
+    assert!(
+        call.url
+            .starts_with(&format!("{VAULT}/backupFabrics/Azure/refreshContainers?$filter=backupManagementType%20eq%20%27AzureWorkload%27")),
+        "{}",
+        call.url
+    );
     let mut st = st;
     let next = check(&msg(Step::Refresh { round: 0 }, None, None), &mut st, ans(202, Value::Null, Some("https://h/op/1"), None, Some(60)));
     assert_eq!(next, vec![(Step::PollRefresh { round: 0 }, Some("https://h/op/1".into()), Duration::from_secs(60))]);
@@ -106,7 +155,10 @@ fn find_container_matches_container_id_case_insensitively_and_pages() {
     assert_eq!(check(&m, &mut st, ans(200, found, None, None, None))[0].0, Step::Register { container: C.into() });
     assert_eq!(st.target.container.as_deref(), Some(C));
     let page = json!({"value": [], "nextLink": "https://h/next?$skipToken=2"});
-    assert_eq!(check(&m, &mut st, ans(200, page, None, None, None))[0], (Step::FindContainer { round: 0 }, Some("https://h/next?$skipToken=2".into()), Duration::ZERO));
+    assert_eq!(
+        check(&m, &mut st, ans(200, page, None, None, None))[0],
+        (Step::FindContainer { round: 0 }, Some("https://h/next?$skipToken=2".into()), Duration::ZERO)
+    );
     let none = json!({"value": []});
     assert_eq!(check(&m, &mut st, ans(200, none, None, None, None))[0].0, Step::FindRegistered { round: 0 });
 }
@@ -128,7 +180,10 @@ fn not_found_anywhere_refreshes_again_then_fails_needing_user_action() {
 fn operation_status_failed_carries_the_service_code_and_hint() {
     let mut st = protect_state();
     let body = json!({"id": "1", "status": "Failed", "error": {"code": "UserErrorSQLNoSysadminMembership", "message": "no"}});
-    assert!(check(&msg(Step::PollInquire { container: C.into() }, None, Some("https://h/s/1")), &mut st, ans(200, body, None, None, None)).is_empty());
+    assert!(
+        check(&msg(Step::PollInquire { container: C.into() }, None, Some("https://h/s/1")), &mut st, ans(200, body, None, None, None))
+            .is_empty()
+    );
     let f = st.failure.unwrap();
     assert_eq!(f.code, "UserErrorSQLNoSysadminMembership");
     assert!(f.hint.unwrap().contains("sysadmin"));
@@ -201,12 +256,28 @@ fn a_conflicting_job_is_retried_a_bounded_number_of_times() {
     let failed = json!({"name": "j", "properties": {"status": "Failed", "errorDetails": [{"errorCode": 510008, "errorTitle": "OperationCancelledBecauseConflictingOperationRunningUserError", "errorString": "busy"}]}});
     let m = msg(Step::PollJob { container: C.into(), item: "i".into(), job_id: "j".into() }, Some(0), None);
     for _ in 0..opts().conflict_retries {
-        st.steps.push(StepRecord { step: "pollJob".into(), child: Some(0), at: chrono::Utc::now(), http_status: Some(200), operation_id: None, job_id: None, note: None });
+        st.steps.push(StepRecord {
+            step: "pollJob".into(),
+            child: Some(0),
+            at: chrono::Utc::now(),
+            http_status: Some(200),
+            operation_id: None,
+            job_id: None,
+            note: None,
+        });
         let next = check(&m, &mut st, ans(200, failed.clone(), None, None, None));
         assert!(matches!(next[0].0, Step::PrepareTrigger { .. }));
         assert!(st.children[0].trigger_sent_at.is_none());
     }
-    st.steps.push(StepRecord { step: "pollJob".into(), child: Some(0), at: chrono::Utc::now(), http_status: Some(200), operation_id: None, job_id: None, note: None });
+    st.steps.push(StepRecord {
+        step: "pollJob".into(),
+        child: Some(0),
+        at: chrono::Utc::now(),
+        http_status: Some(200),
+        operation_id: None,
+        job_id: None,
+        note: None,
+    });
     assert!(check(&m, &mut st, ans(200, failed, None, None, None)).is_empty());
     assert!(matches!(&st.children[0].status, ChildStatus::Failed { failure } if failure.class == FailureClass::Retryable));
 }

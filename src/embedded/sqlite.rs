@@ -9,7 +9,7 @@
 //! | Ordering | Best effort: visible messages are handed out by visibility time, then by insertion order. |
 //! | Commit | Atomic: the state update (checked against the expected version), the next messages and the acknowledgement are one SQLite transaction; on any error nothing of it is applied. |
 //! | Lost lease | A commit, release or poison whose lease token no longer matches fails with [`BackendError::LeaseLost`] and changes nothing, so the process now holding the message wins. |
-//! | Crash | The file uses WAL with `synchronous=FULL`: every call that returned `Ok` survives a crash (SIGKILL, power loss as far as the disk honours `fsync`); a transaction cut short leaves no trace. Leases held by a dead process simply run out. |
+//! | Crash | WAL with `synchronous=NORMAL`: every call that returned `Ok` survives a process crash (SIGKILL); a transaction cut short leaves no trace. After an OS crash or power loss the last ordinary commits may be lost (their steps run again: they are idempotent), but `start`, `claim` and commits marked `durable` (before a backup POST) are forced to disk first (`synchronous=FULL`). Leases held by a dead process simply run out. |
 //! | Message size | 64 KiB of JSON at most ([`BackendError::TooLarge`]), like an Azure Storage queue message, so both backends accept the same messages. |
 //! | Concurrency | One connection behind a mutex (one writer); blocking SQLite calls run on Tokio's blocking pool, never on the async workers. Meant for one process per file. |
 //!
@@ -92,7 +92,7 @@ impl std::fmt::Debug for SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Open (or create) the database file, in WAL mode with `synchronous=FULL`.
+    /// Open (or create) the database file, in WAL mode (see the crash row of the table above).
     pub fn open(path: &Path) -> Result<SqliteBackend, BackendError> {
         let conn = Connection::open(path).map_err(storage)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage)?;
@@ -109,7 +109,10 @@ impl SqliteBackend {
     }
 
     fn init(conn: Connection) -> Result<SqliteBackend, BackendError> {
-        conn.pragma_update(None, "synchronous", "FULL").map_err(storage)?;
+        // NORMAL in WAL mode: a commit survives any process crash (SIGKILL included); only an
+        // OS crash or power loss can drop the last commits, which at-least-once delivery and
+        // idempotent steps absorb. What must never be lost is forced to disk (`durable`).
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage)?;
         conn.execute_batch(SCHEMA).map_err(storage)?;
         Ok(SqliteBackend { conn: Arc::new(Mutex::new(conn)) })
     }
@@ -121,14 +124,32 @@ impl SqliteBackend {
         F: FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
+        let call = move || {
             // A panic inside a call drops its transaction, which rolls back: the connection is
             // still consistent, so a poisoned mutex is recovered rather than propagated.
             let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut guard)
+        };
+        tokio::task::spawn_blocking(call).await.map_err(|e| BackendError::Storage(format!("blocking task failed: {e}")))?
+    }
+
+    /// [`Self::run`] with `synchronous=FULL` around the call when `full`: the commit is on
+    /// stable storage when it returns (the connection's default is NORMAL).
+    async fn run_synced<T, F>(&self, full: bool, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
+    {
+        self.run(move |conn| {
+            if !full {
+                return f(conn);
+            }
+            conn.pragma_update(None, "synchronous", "FULL").map_err(storage)?;
+            let result = f(conn);
+            let restored = conn.pragma_update(None, "synchronous", "NORMAL").map_err(storage);
+            result.and_then(|r| restored.map(|()| r))
         })
         .await
-        .map_err(|e| BackendError::Storage(format!("blocking task failed: {e}")))?
     }
 
     /// The poisoned messages, oldest first: `(workflow_id, reason, body)`.
@@ -156,13 +177,13 @@ impl SqliteBackend {
         self.run(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
             let moved = tx
-                .execute(
+                .exec(
                     "INSERT INTO messages (workflow_id, body, visible_at, dequeue_count, lease_token)
                      SELECT workflow_id, body, ?1, 0, NULL FROM poison ORDER BY id",
                     params![now_ms()],
                 )
                 .map_err(storage)?;
-            tx.execute("DELETE FROM poison", []).map_err(storage)?;
+            tx.exec("DELETE FROM poison", []).map_err(storage)?;
             tx.commit().map_err(storage)?;
             Ok(moved)
         })
@@ -175,10 +196,11 @@ impl Backend for SqliteBackend {
     async fn start(&self, state: &WorkflowState, first: Vec<Scheduled>) -> Result<bool, BackendError> {
         let row = WorkflowRow::new(state)?;
         let first = encode_all(&first)?;
-        self.run(move |conn| {
+        // An accepted request must survive a power loss: the caller was told 202.
+        self.run_synced(true, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
             let inserted = tx
-                .execute(
+                .exec(
                     "INSERT OR IGNORE INTO workflows (id, kind, status, version, state, created_at, updated_at)
                      VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)",
                     params![row.id, row.kind, row.status, row.state, row.created_at, row.updated_at],
@@ -227,7 +249,7 @@ impl Backend for SqliteBackend {
                 match StepMessage::decode(&body) {
                     Ok(message) => {
                         let token = lease_token();
-                        tx.execute(
+                        tx.exec(
                             "UPDATE messages SET visible_at = ?2, dequeue_count = dequeue_count + 1, lease_token = ?3 WHERE id = ?1",
                             params![id, until, token],
                         )
@@ -235,12 +257,12 @@ impl Backend for SqliteBackend {
                         out.push(Delivery { message, receipt: format!("{id}:{token}"), dequeue_count: count.saturating_add(1) });
                     }
                     Err(reason) => {
-                        tx.execute(
+                        tx.exec(
                             "INSERT INTO poison (workflow_id, body, reason, at) VALUES (?1, ?2, ?3, ?4)",
                             params![workflow_id, body, reason, now],
                         )
                         .map_err(storage)?;
-                        tx.execute("DELETE FROM messages WHERE id = ?1", params![id]).map_err(storage)?;
+                        tx.exec("DELETE FROM messages WHERE id = ?1", params![id]).map_err(storage)?;
                     }
                 }
             }
@@ -269,17 +291,17 @@ impl Backend for SqliteBackend {
     /// workflow does not exist), then the lease of the acknowledged message
     /// ([`BackendError::LeaseLost`]: the message was received again by someone else, who now owns
     /// the step; this commit is dropped so that the step is applied once).
-    async fn commit(&self, commit: Commit) -> Result<(), BackendError> {
+    async fn commit(&self, commit: Commit) -> Result<String, BackendError> {
         let row = WorkflowRow::new(&commit.state)?;
         let next = encode_all(&commit.next)?;
         let ack = commit.ack.as_deref().map(parse_receipt).transpose()?;
         let Ok(expected) = commit.expected_version.parse::<i64>() else {
             return Err(BackendError::Conflict);
         };
-        self.run(move |conn| {
+        self.run_synced(commit.durable, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
             let updated = tx
-                .execute(
+                .exec(
                     "UPDATE workflows SET state = ?2, status = ?3, updated_at = ?4, version = version + 1
                      WHERE id = ?1 AND version = ?5",
                     params![row.id, row.state, row.status, row.updated_at, expected],
@@ -289,13 +311,14 @@ impl Backend for SqliteBackend {
                 return Err(BackendError::Conflict);
             }
             if let Some((id, token)) = &ack {
-                let deleted = tx.execute("DELETE FROM messages WHERE id = ?1 AND lease_token = ?2", params![id, token]).map_err(storage)?;
+                let deleted = tx.exec("DELETE FROM messages WHERE id = ?1 AND lease_token = ?2", params![id, token]).map_err(storage)?;
                 if deleted == 0 {
                     return Err(BackendError::LeaseLost);
                 }
             }
             insert_messages(&tx, &next)?;
-            tx.commit().map_err(storage)
+            tx.commit().map_err(storage)?;
+            Ok((expected + 1).to_string())
         })
         .await
     }
@@ -304,7 +327,7 @@ impl Backend for SqliteBackend {
         let (id, token) = parse_receipt(receipt)?;
         self.run(move |conn| {
             let changed = conn
-                .execute(
+                .exec(
                     "UPDATE messages SET visible_at = ?3, lease_token = NULL WHERE id = ?1 AND lease_token = ?2",
                     params![id, token, after_ms(now_ms(), delay)],
                 )
@@ -320,7 +343,7 @@ impl Backend for SqliteBackend {
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
             let moved = tx
-                .execute(
+                .exec(
                     "INSERT INTO poison (workflow_id, body, reason, at)
                      SELECT workflow_id, body, ?3, ?4 FROM messages WHERE id = ?1 AND lease_token = ?2",
                     params![id, token, reason, now_ms()],
@@ -329,7 +352,7 @@ impl Backend for SqliteBackend {
             if moved == 0 {
                 return Err(BackendError::LeaseLost);
             }
-            tx.execute("DELETE FROM messages WHERE id = ?1", params![id]).map_err(storage)?;
+            tx.exec("DELETE FROM messages WHERE id = ?1", params![id]).map_err(storage)?;
             tx.commit().map_err(storage)
         })
         .await
@@ -368,10 +391,10 @@ impl Backend for SqliteBackend {
         let key = key.to_string();
         let at = now.timestamp_millis();
         let horizon = at.saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-        self.run(move |conn| {
+        self.run_synced(true, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
-            tx.execute("DELETE FROM claims WHERE at < ?1", params![horizon]).map_err(storage)?;
-            let inserted = tx.execute("INSERT OR IGNORE INTO claims (key, at) VALUES (?1, ?2)", params![key, at]).map_err(storage)?;
+            tx.exec("DELETE FROM claims WHERE at < ?1", params![horizon]).map_err(storage)?;
+            let inserted = tx.exec("INSERT OR IGNORE INTO claims (key, at) VALUES (?1, ?2)", params![key, at]).map_err(storage)?;
             tx.commit().map_err(storage)?;
             Ok(inserted == 1)
         })
@@ -468,4 +491,16 @@ fn lease_token() -> String {
 
 fn storage(e: rusqlite::Error) -> BackendError {
     BackendError::Storage(e.to_string())
+}
+
+/// `execute` through the connection's prepared-statement cache: the same few statements run
+/// for every step, and parsing their SQL each time was a visible share of a step's cost.
+trait CachedExec {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+}
+
+impl CachedExec for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
 }

@@ -45,8 +45,15 @@ pub struct StaticToken(pub String);
 
 #[async_trait::async_trait]
 impl azure_core::credentials::TokenCredential for StaticToken {
-    async fn get_token(&self, _scopes: &[&str], _o: Option<azure_core::credentials::TokenRequestOptions<'_>>) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        Ok(azure_core::credentials::AccessToken::new(azure_core::credentials::Secret::new(self.0.clone()), time::OffsetDateTime::now_utc() + time::Duration::hours(1)))
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _o: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        Ok(azure_core::credentials::AccessToken::new(
+            azure_core::credentials::Secret::new(self.0.clone()),
+            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        ))
     }
 }
 
@@ -77,7 +84,14 @@ impl Harness {
     }
 
     pub async fn start_with(scenario: Scenario, opts: EngineOptions) -> Harness {
-        let sim = server::start(scenario, SimulatorOptions::default()).await.expect("simulator");
+        // Every answer the workflows get is checked against the swagger (bms.json).
+        let spec = sqlvm_backup_emulator::schema::Spec::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/azure-specs/recoveryservicesbackup/2026-10-01/bms.json"
+        )))
+        .expect("bms.json (../shared beside the checkout)");
+        let sim_opts = SimulatorOptions { schema: Some(Arc::new(spec)), ..Default::default() };
+        let sim = server::start(scenario, sim_opts).await.expect("simulator");
         let cred = Arc::new(StaticToken(sim.arm_token()));
         let arm = ArmClient::new(&sim.base_url, cred, Some(ArmClientOptions::default())).expect("client");
         let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().expect("sqlite"));
@@ -113,14 +127,22 @@ impl Harness {
     /// The simulator's request log as (operationId, status) pairs.
     pub async fn calls(&self) -> Vec<(String, u16)> {
         let log = self.sim_get("/_sim/requests").await;
-        log["requests"].as_array().expect("requests").iter().map(|r| (r["operationId"].as_str().unwrap_or("").to_string(), r["status"].as_u64().unwrap_or(0) as u16)).collect()
+        log["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .map(|r| (r["operationId"].as_str().unwrap_or("").to_string(), r["status"].as_u64().unwrap_or(0) as u16))
+            .collect()
     }
 
     pub async fn violations(&self) -> Vec<serde_json::Value> {
         self.sim_get("/_sim/schema-violations").await["violations"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Stop everything; fails the test if any answer of the run did not match the swagger.
     pub async fn stop(self) {
+        let violations = self.violations().await;
+        assert!(violations.is_empty(), "answers that do not match bms.json: {violations:#?}");
         let _ = self.stop.send(true);
         let _ = self.worker.await;
         self.sim.shutdown().await;

@@ -130,7 +130,7 @@ pub fn protectable_items(world: &mut World, ctx: &Ctx) -> Result<ArmResponse, Ar
         &["backupmanagementtype", "workloadtype", "protectableitemtype", "friendlyname", "servername", "parentname", "containername"],
     )?;
     let vault = world.vault(&ctx.vault_key).ok_or_else(|| ArmError::not_found("ResourceNotFound", "vault"))?;
-    let mut items = Vec::new();
+    let mut entries = Vec::new();
     if f.allows("backupmanagementtype", "AzureWorkload")
         && f.get("workloadtype").is_none_or(|w| w.eq_ignore_ascii_case("SQLDataBase") || w.eq_ignore_ascii_case("SQL"))
     {
@@ -139,17 +139,15 @@ pub fn protectable_items(world: &mut World, ctx: &Ctx) -> Result<ArmResponse, Ar
                 continue;
             }
             let Some(vm) = world.vms.get(&c.vm_key) else { continue };
-            items.extend(render::protectable_items(vault, c, vm).into_iter().filter(|i| {
-                let p = &i["properties"];
-                let s = |k: &str| p[k].as_str().unwrap_or_default().to_string();
-                f.allows("protectableitemtype", &s("protectableItemType"))
-                    && f.allows("friendlyname", &s("friendlyName"))
-                    && f.allows("servername", &s("serverName"))
-                    && f.allows("parentname", &s("parentName"))
+            entries.extend(render::protectable_entries(c, vm).into_iter().filter(|e| {
+                f.allows("protectableitemtype", e.item_type())
+                    && f.allows("friendlyname", e.friendly_name())
+                    && f.allows("servername", &e.vm.fqdn)
+                    && f.allows("parentname", &e.instance.name)
             }));
         }
     }
-    Ok(ArmResponse::ok("", ctx.page(world, items)?))
+    Ok(ArmResponse::ok("", ctx.page_lazy(world, entries, |e| render::protectable_item(vault, &e))?))
 }
 
 pub fn workload_items(world: &mut World, ctx: &Ctx, name: &str) -> Result<ArmResponse, ArmError> {

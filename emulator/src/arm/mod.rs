@@ -107,6 +107,11 @@ impl Ctx<'_> {
 
     /// Build a list answer with `nextLink` paging.
     pub fn page(&self, world: &World, items: Vec<Value>) -> Result<Value, ArmError> {
+        self.page_lazy(world, items, |v| v)
+    }
+
+    /// Page a list of cheap entries and render only the page.
+    pub fn page_lazy<T>(&self, world: &World, items: Vec<T>, render: impl Fn(T) -> Value) -> Result<Value, ArmError> {
         let size = world.settings.page_size.max(1);
         let start = match self.query.get("$skiptoken") {
             None => 0,
@@ -116,7 +121,7 @@ impl Ctx<'_> {
         };
         let total = items.len();
         let end = (start + size).min(total);
-        let page: Vec<Value> = items.into_iter().skip(start).take(size).collect();
+        let page: Vec<Value> = items.into_iter().skip(start).take(size).map(render).collect();
         let next = if end < total {
             let mut q = url::form_urlencoded::Serializer::new(String::new());
             q.append_pair("api-version", &self.api_version);

@@ -86,49 +86,82 @@ pub fn container(vault: &Vault, c: &Container, vm: Option<&Vm>) -> Value {
     })
 }
 
+/// One protectable item, before rendering: lists are filtered and paged on these, and only
+/// the page is rendered (a vault can hold thousands of databases).
+pub struct ProtectableEntry<'a> {
+    pub container: &'a Container,
+    pub vm: &'a Vm,
+    pub instance: &'a SqlInstance,
+    /// `None` for the instance item itself.
+    pub database: Option<&'a crate::scenario::DatabaseSpec>,
+    /// Databases of the instance the last inquiry found.
+    pub found: usize,
+}
+
+impl ProtectableEntry<'_> {
+    pub fn item_type(&self) -> &'static str {
+        if self.database.is_some() { "SQLDataBase" } else { "SQLInstance" }
+    }
+    pub fn friendly_name(&self) -> &str {
+        self.database.map_or(self.instance.name.as_str(), |d| d.name.as_str())
+    }
+}
+
 /// The protectable items (instances then databases) of one registered container.
-pub fn protectable_items(vault: &Vault, c: &Container, vm: &Vm) -> Vec<Value> {
-    let base = format!("{}/backupFabrics/{FABRIC}/protectionContainers/{}/protectableItems", vault.id(), c.name.to_ascii_lowercase());
-    let c_key = crate::names::key(&c.name);
+pub fn protectable_entries<'a>(c: &'a Container, vm: &'a Vm) -> Vec<ProtectableEntry<'a>> {
     let mut out = Vec::new();
     for inst in &vm.instances {
         let dbs: Vec<_> = inst.databases.iter().filter(|d| c.inquired.contains(&(names::key(&inst.name), names::key(&d.name)))).collect();
         if dbs.is_empty() {
             continue;
         }
-        let auto = vault.intents.values().any(|i| i.container_key == c_key && i.instance_key == names::key(&inst.name));
-        let name = names::protectable_instance_name(&inst.name);
-        out.push(json!({
-            "id": format!("{base}/{name}"),
-            "name": name,
-            "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectableItems",
-            "properties": {
-                "parentName": inst.name,
-                "serverName": vm.fqdn,
-                "isAutoProtectable": true,
-                "isAutoProtected": auto,
-                "subinquireditemcount": dbs.len(),
-                "subprotectableitemcount": dbs.len(),
-                "backupManagementType": "AzureWorkload",
-                "workloadType": "SQL",
-                "protectableItemType": "SQLInstance",
-                "friendlyName": inst.name,
-                "protectionState": if auto { "Protected" } else { "NotProtected" }
-            }
-        }));
-        for db in dbs {
-            let name = names::protectable_db_name(&inst.name, &db.name);
-            let protected = vault
-                .items
-                .get(&(c_key.clone(), names::key(&names::protected_db_name(&inst.name, &db.name))))
-                .is_some_and(|i| i.state != ItemState::ProtectionStopped);
-            out.push(json!({
+        out.push(ProtectableEntry { container: c, vm, instance: inst, database: None, found: dbs.len() });
+        out.extend(dbs.into_iter().map(|d| ProtectableEntry { container: c, vm, instance: inst, database: Some(d), found: 0 }));
+    }
+    out
+}
+
+pub fn protectable_item(vault: &Vault, e: &ProtectableEntry) -> Value {
+    let c_key = crate::names::key(&e.container.name);
+    let base =
+        format!("{}/backupFabrics/{FABRIC}/protectionContainers/{}/protectableItems", vault.id(), e.container.name.to_ascii_lowercase());
+    let inst = e.instance;
+    match e.database {
+        None => {
+            let auto = vault.intents.values().any(|i| i.container_key == c_key && i.instance_key == names::key(&inst.name));
+            let name = names::protectable_instance_name(&inst.name);
+            json!({
                 "id": format!("{base}/{name}"),
                 "name": name,
                 "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectableItems",
                 "properties": {
                     "parentName": inst.name,
-                    "serverName": vm.fqdn,
+                    "serverName": e.vm.fqdn,
+                    "isAutoProtectable": true,
+                    "isAutoProtected": auto,
+                    "subinquireditemcount": e.found,
+                    "subprotectableitemcount": e.found,
+                    "backupManagementType": "AzureWorkload",
+                    "workloadType": "SQL",
+                    "protectableItemType": "SQLInstance",
+                    "friendlyName": inst.name,
+                    "protectionState": if auto { "Protected" } else { "NotProtected" }
+                }
+            })
+        }
+        Some(db) => {
+            let name = names::protectable_db_name(&inst.name, &db.name);
+            let protected = vault
+                .items
+                .get(&(c_key, names::key(&names::protected_db_name(&inst.name, &db.name))))
+                .is_some_and(|i| i.state != ItemState::ProtectionStopped);
+            json!({
+                "id": format!("{base}/{name}"),
+                "name": name,
+                "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectableItems",
+                "properties": {
+                    "parentName": inst.name,
+                    "serverName": e.vm.fqdn,
                     "isAutoProtectable": false,
                     "subinquireditemcount": 0,
                     "subprotectableitemcount": 0,
@@ -138,10 +171,9 @@ pub fn protectable_items(vault: &Vault, c: &Container, vm: &Vm) -> Vec<Value> {
                     "friendlyName": db.name,
                     "protectionState": if protected { "Protected" } else { "NotProtected" }
                 }
-            }));
+            })
         }
     }
-    out
 }
 
 /// Workload items (`C/items`): the same discovery seen from the container.

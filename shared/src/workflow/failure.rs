@@ -51,35 +51,56 @@ pub fn classify(code: &str, http_status: Option<u16>) -> (FailureClass, Option<&
             NeedsUserAction,
             "Add NT SERVICE\\AzureWLBackupPluginSvc to the sysadmin role on every SQL instance of the VM (including unused ones), then re-run the inquiry.",
         )),
-        "UserErrorOpeningSQLConnection" => Some((NeedsUserAction, "Give NT AUTHORITY\\SYSTEM a public login on every instance and check SQL Server is running.")),
+        "UserErrorOpeningSQLConnection" => {
+            Some((NeedsUserAction, "Give NT AUTHORITY\\SYSTEM a public login on every instance and check SQL Server is running."))
+        }
         "UserErrorVMInternetConnectivityIssue" => Some((
             NeedsUserAction,
             "Allow outbound traffic to Azure Backup, Azure Storage and Microsoft Entra ID (service tags AzureBackup, Storage, AzureActiveDirectory, or private endpoints).",
         )),
-        "UserErrorParentFullBackupMissing" => Some((Permanent, "Take a Full backup of the database first, then the Differential or Log backup.")),
-        "UserErrorSQLPODoesNotSupportBackupType" => {
-            Some((Permanent, "This database does not support that backup type (SIMPLE recovery model refuses Log; master refuses Differential and Log)."))
+        "UserErrorParentFullBackupMissing" => {
+            Some((Permanent, "Take a Full backup of the database first, then the Differential or Log backup."))
         }
-        "UserErrorSQLLSNValidationFailure" => Some((NeedsUserAction, "Another tool broke the log chain: stop other backups of this database and take a Full backup.")),
-        "UserErrorBackupFailedAsTransactionLogIsFull" => Some((NeedsUserAction, "Free space in the transaction log (or grow it), then retry.")),
-        "UserErrorSQLPODoesNotExist" | "BMSUserErrorDataSourceObjectNotFound" => {
-            Some((NeedsUserAction, "The database no longer exists or was renamed: re-run the inquiry, then stop protection of the old item."))
+        "UserErrorSQLPODoesNotSupportBackupType" => Some((
+            Permanent,
+            "This database does not support that backup type (SIMPLE recovery model refuses Log; master refuses Differential and Log).",
+        )),
+        "UserErrorSQLLSNValidationFailure" => {
+            Some((NeedsUserAction, "Another tool broke the log chain: stop other backups of this database and take a Full backup."))
         }
+        "UserErrorBackupFailedAsTransactionLogIsFull" => {
+            Some((NeedsUserAction, "Free space in the transaction log (or grow it), then retry."))
+        }
+        "UserErrorSQLPODoesNotExist" | "BMSUserErrorDataSourceObjectNotFound" => Some((
+            NeedsUserAction,
+            "The database no longer exists or was renamed: re-run the inquiry, then stop protection of the old item.",
+        )),
         "OperationCancelledBecauseConflictingOperationRunningUserError" | "UserErrorBackupOperationInProgress" => {
             Some((Retryable, "Another operation runs on this database; it is retried later."))
         }
         "CloudDosAbsoluteLimitReached" | "CloudDosAbsoluteLimitReachedWithRetry" | "CloudDosTimeboudLimitReached" => {
             Some((Quota, "The daily limit of operations on this item was reached; retry after 24 hours."))
         }
-        "VMNotInRunningStateUserError" | "GuestAgentStatusUnavailableUserError" => Some((Retryable, "Start the VM and make sure the VM agent is healthy.")),
-        "WorkloadExtensionNotReachable" | "UserErrorWorkloadExtensionNotInstalled" | "WorkloadExtensionNotPresent" | "WorkloadExtensionDidntDequeueMsg" => {
-            Some((NeedsUserAction, "Re-register the VM with the vault (operationType Reregister)."))
+        "VMNotInRunningStateUserError" | "GuestAgentStatusUnavailableUserError" => {
+            Some((Retryable, "Start the VM and make sure the VM agent is healthy."))
         }
-        "FabricSvcBackupPreferenceCheckFailedUserError" => Some((NeedsUserAction, "Register every node of the availability group with the vault.")),
+        "WorkloadExtensionNotReachable"
+        | "UserErrorWorkloadExtensionNotInstalled"
+        | "WorkloadExtensionNotPresent"
+        | "WorkloadExtensionDidntDequeueMsg" => Some((NeedsUserAction, "Re-register the VM with the vault (operationType Reregister).")),
+        "FabricSvcBackupPreferenceCheckFailedUserError" => {
+            Some((NeedsUserAction, "Register every node of the availability group with the vault."))
+        }
         "AutoProtectionCancelledOrNotValid" => Some((NeedsUserAction, "Auto-protection was turned off while it ran; turn it on again.")),
-        "BMSUserErrorInvalidInput" | "InvalidRequestContent" | "BMSUserErrorInvalidPolicyType" => Some((Permanent, "The request was refused as invalid; check the inputs.")),
-        "BMSUserErrorContainerHasDatasources" => Some((NeedsUserAction, "Stop protection and delete the backup data of every item before unregistering the VM.")),
-        "SubscriptionRequestsThrottled" | "TooManyRequests" | "ServiceUnavailable" | "InternalServerError" | "GatewayTimeout" => Some((Retryable, "")),
+        "BMSUserErrorInvalidInput" | "InvalidRequestContent" | "BMSUserErrorInvalidPolicyType" => {
+            Some((Permanent, "The request was refused as invalid; check the inputs."))
+        }
+        "BMSUserErrorContainerHasDatasources" => {
+            Some((NeedsUserAction, "Stop protection and delete the backup data of every item before unregistering the VM."))
+        }
+        "SubscriptionRequestsThrottled" | "TooManyRequests" | "ServiceUnavailable" | "InternalServerError" | "GatewayTimeout" => {
+            Some((Retryable, ""))
+        }
         "AuthorizationFailed" | "LinkedAuthorizationFailed" => {
             Some((NeedsUserAction, "Give the worker's identity Backup Contributor on the vault and Reader on the VM."))
         }

@@ -41,40 +41,85 @@ pub enum Step {
     /// Read the VM (location, tags) to resolve vault and policy from rules.
     ResolveTarget,
     /// POST refreshContainers (discovery round `round`, from 0).
-    Refresh { round: u32 },
+    Refresh {
+        round: u32,
+    },
     /// Follow the refresh's Location URL until 204.
-    PollRefresh { round: u32 },
+    PollRefresh {
+        round: u32,
+    },
     /// Page through protectableContainers looking for the VM by `properties.containerId`.
-    FindContainer { round: u32 },
+    FindContainer {
+        round: u32,
+    },
     /// Page through registered containers: the VM may be registered already.
-    FindRegistered { round: u32 },
+    FindRegistered {
+        round: u32,
+    },
     /// PUT the container (register).
-    Register { container: String },
-    PollRegister { container: String },
+    Register {
+        container: String,
+    },
+    PollRegister {
+        container: String,
+    },
     /// GET the container to confirm `registrationStatus`.
-    VerifyRegistration { container: String },
-    Inquire { container: String },
-    PollInquire { container: String },
+    VerifyRegistration {
+        container: String,
+    },
+    Inquire {
+        container: String,
+    },
+    PollInquire {
+        container: String,
+    },
     /// Page through backupProtectableItems and fan out one child per database to protect.
-    ListProtectable { container: String },
+    ListProtectable {
+        container: String,
+    },
     /// PUT a protection intent (auto-protection of an instance).
-    AutoProtect { container: String, instance_item_id: String },
+    AutoProtect {
+        container: String,
+        instance_item_id: String,
+    },
     /// Child: PUT the protected item.
-    ProtectItem { container: String, item: String },
-    PollProtect { container: String, item: String },
+    ProtectItem {
+        container: String,
+        item: String,
+    },
+    PollProtect {
+        container: String,
+        item: String,
+    },
     // ----- backup -----
     /// Page through backupProtectedItems and fan out one child per selected item.
     SelectItems,
     /// Child: record that a trigger is about to be sent (write-ahead), then trigger.
-    PrepareTrigger { container: String, item: String },
+    PrepareTrigger {
+        container: String,
+        item: String,
+    },
     /// Child: POST backup.
-    Trigger { container: String, item: String },
+    Trigger {
+        container: String,
+        item: String,
+    },
     /// Child: a trigger may have been sent before a crash; look for its job before re-sending.
-    CheckJobs { container: String, item: String },
+    CheckJobs {
+        container: String,
+        item: String,
+    },
     /// Child: follow the backup operation until it names its job.
-    PollBackup { container: String, item: String },
+    PollBackup {
+        container: String,
+        item: String,
+    },
     /// Child: follow the job to a terminal status.
-    PollJob { container: String, item: String, job_id: String },
+    PollJob {
+        container: String,
+        item: String,
+        job_id: String,
+    },
 }
 
 impl Step {

@@ -2,6 +2,6 @@
 
 pub mod failure;
 pub mod message;
-pub mod state;
 pub mod select;
+pub mod state;
 pub mod steps;

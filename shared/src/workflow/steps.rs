@@ -142,14 +142,23 @@ pub fn plan(msg: &StepMessage, state: &WorkflowState, ctx: &StepCtx) -> Plan {
             let vm = protect_input(state).map(|p| p.vm_id.clone()).unwrap_or_default();
             Plan::Arm(ArmCall::get(format!("{vm}?api-version={}", ctx.opts.compute_api_version)))
         }
-        Step::Refresh { .. } => Plan::Arm(ArmCall { method: "POST", url: format!("{v}/backupFabrics/Azure/refreshContainers?$filter={}", enc(WORKLOAD)), body: None, retriable: true }),
+        Step::Refresh { .. } => Plan::Arm(ArmCall {
+            method: "POST",
+            url: format!("{v}/backupFabrics/Azure/refreshContainers?$filter={}", enc(WORKLOAD)),
+            body: None,
+            retriable: true,
+        }),
         Step::PollRefresh { .. }
         | Step::PollRegister { .. }
         | Step::PollInquire { .. }
         | Step::PollProtect { .. }
         | Step::PollBackup { .. } => Plan::Arm(ArmCall::get(tracked().unwrap_or_default())),
-        Step::FindContainer { .. } => Plan::Arm(ArmCall::get(tracked().unwrap_or_else(|| format!("{v}/backupFabrics/Azure/protectableContainers?$filter={}", enc(WORKLOAD))))),
-        Step::FindRegistered { .. } => Plan::Arm(ArmCall::get(tracked().unwrap_or_else(|| format!("{v}/backupProtectionContainers?$filter={}", enc(WORKLOAD))))),
+        Step::FindContainer { .. } => Plan::Arm(ArmCall::get(
+            tracked().unwrap_or_else(|| format!("{v}/backupFabrics/Azure/protectableContainers?$filter={}", enc(WORKLOAD))),
+        )),
+        Step::FindRegistered { .. } => {
+            Plan::Arm(ArmCall::get(tracked().unwrap_or_else(|| format!("{v}/backupProtectionContainers?$filter={}", enc(WORKLOAD)))))
+        }
         Step::Register { container } => {
             let p = protect_input(state);
             let vm = p.map(|p| p.vm_id.clone()).unwrap_or_default();
@@ -167,24 +176,36 @@ pub fn plan(msg: &StepMessage, state: &WorkflowState, ctx: &StepCtx) -> Plan {
             body: None,
             retriable: true,
         }),
-        Step::ListProtectable { .. } => Plan::Arm(ArmCall::get(
-            tracked().unwrap_or_else(|| format!("{v}/backupProtectableItems?$filter={}", enc(&format!("{WORKLOAD} and workloadType eq 'SQLDataBase'")))),
-        )),
+        Step::ListProtectable { .. } => Plan::Arm(ArmCall::get(tracked().unwrap_or_else(|| {
+            format!("{v}/backupProtectableItems?$filter={}", enc(&format!("{WORKLOAD} and workloadType eq 'SQLDataBase'")))
+        }))),
         Step::AutoProtect { container, instance_item_id } => {
             let name = intent_name(container, instance_item_id);
             let body = json!({ "properties": {
                 "protectionIntentItemType": "AzureWorkloadSQLAutoProtectionIntent", "backupManagementType": "AzureWorkload",
                 "itemId": instance_item_id, "policyId": state.target.policy_id.clone().unwrap_or_default(), "workloadItemType": "SQLInstance"
             }});
-            Plan::Arm(ArmCall { method: "PUT", url: format!("{v}/backupFabrics/Azure/backupProtectionIntent/{name}"), body: Some(body), retriable: true })
+            Plan::Arm(ArmCall {
+                method: "PUT",
+                url: format!("{v}/backupFabrics/Azure/backupProtectionIntent/{name}"),
+                body: Some(body),
+                retriable: true,
+            })
         }
         Step::ProtectItem { container, item } => {
             let body = json!({ "properties": { "protectedItemType": "AzureVmWorkloadSQLDatabase", "policyId": state.target.policy_id.clone().unwrap_or_default() } });
-            Plan::Arm(ArmCall { method: "PUT", url: format!("{}/protectedItems/{}", container_path(state, container), enc_segment(item)), body: Some(body), retriable: true })
+            Plan::Arm(ArmCall {
+                method: "PUT",
+                url: format!("{}/protectedItems/{}", container_path(state, container), enc_segment(item)),
+                body: Some(body),
+                retriable: true,
+            })
         }
-        Step::SelectItems => Plan::Arm(ArmCall::get(
-            tracked().unwrap_or_else(|| format!("{v}/backupProtectedItems?$filter={}", enc(&format!("{WORKLOAD} and itemType eq 'SQLDataBase'")))),
-        )),
+        Step::SelectItems => {
+            Plan::Arm(ArmCall::get(tracked().unwrap_or_else(|| {
+                format!("{v}/backupProtectedItems?$filter={}", enc(&format!("{WORKLOAD} and itemType eq 'SQLDataBase'")))
+            })))
+        }
         Step::PrepareTrigger { .. } => Plan::Local,
         Step::Trigger { container, item } => {
             let (bt, days) = match &state.input {
@@ -204,7 +225,9 @@ pub fn plan(msg: &StepMessage, state: &WorkflowState, ctx: &StepCtx) -> Plan {
                 retriable: false,
             })
         }
-        Step::CheckJobs { .. } => Plan::Arm(ArmCall::get(format!("{v}/backupJobs?$filter={}", enc(&format!("operation eq 'Backup' and {WORKLOAD}"))))),
+        Step::CheckJobs { .. } => {
+            Plan::Arm(ArmCall::get(format!("{v}/backupJobs?$filter={}", enc(&format!("operation eq 'Backup' and {WORKLOAD}")))))
+        }
         Step::PollJob { job_id, .. } => Plan::Arm(ArmCall::get(format!("{v}/backupJobs/{}", enc_segment(job_id)))),
     }
 }
@@ -256,7 +279,10 @@ fn read_poll(a: &ArmAnswer, o: &StepOptions, last: Option<u64>) -> Poll {
         return match op.state() {
             OpState::Succeeded => Poll::Done(a.body.clone()),
             OpState::Failed | OpState::Canceled => {
-                let (code, message) = op.error.map(|e| (e.code.unwrap_or_else(|| "OperationFailed".into()), e.message.unwrap_or_default())).unwrap_or(("OperationFailed".into(), format!("The operation ended {status}.")));
+                let (code, message) = op
+                    .error
+                    .map(|e| (e.code.unwrap_or_else(|| "OperationFailed".into()), e.message.unwrap_or_default()))
+                    .unwrap_or(("OperationFailed".into(), format!("The operation ended {status}.")));
                 Poll::Failed(Failure::from_code(&code, message, None))
             }
             _ => Poll::Running(clamp(retry_after, o)),
@@ -271,7 +297,16 @@ pub type Next = Vec<Scheduled>;
 fn message(state: &WorkflowState, step: Step, child: Option<usize>, tracking_url: Option<String>, attempt: u32) -> StepMessage {
     let seq = state.steps.len();
     let who = child.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-    StepMessage { v: MESSAGE_VERSION, workflow_id: state.id.clone(), step_id: format!("{}/{who}/{}/{seq}", state.id, step.name()), step, child, tracking_url, attempt, wait_ms: None }
+    StepMessage {
+        v: MESSAGE_VERSION,
+        workflow_id: state.id.clone(),
+        step_id: format!("{}/{who}/{}/{seq}", state.id, step.name()),
+        step,
+        child,
+        tracking_url,
+        attempt,
+        wait_ms: None,
+    }
 }
 
 fn after(state: &WorkflowState, step: Step, child: Option<usize>, url: Option<String>, attempt: u32, delay: Duration) -> Scheduled {
@@ -312,8 +347,8 @@ fn next_link(body: &Value) -> Option<String> {
     body.get("nextLink").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-fn items(body: &Value) -> Vec<Value> {
-    body.get("value").and_then(Value::as_array).cloned().unwrap_or_default()
+fn items(body: &Value) -> &[Value] {
+    body.get("value").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
 }
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
@@ -334,7 +369,7 @@ fn container_of(id: &str) -> Option<String> {
 }
 
 /// Apply an answer to the state and produce the next messages.
-pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Result<ArmAnswer, ArmError>>, ctx: &StepCtx) -> Next {
+pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Result<ArmAnswer, ArmError>>, ctx: &StepCtx) -> Next {
     let o = ctx.opts;
     let child = msg.child;
     // Transient errors: the same step again later, a bounded number of times.
@@ -362,10 +397,10 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
         },
         (Step::FindContainer { round }, Some(Ok(a))) => {
             let vm = protect_input(state).map(|p| p.vm_id.clone()).unwrap_or_default();
-            let found = items(&a.body).into_iter().find(|c| ResourceId::same(s(c, &["properties", "containerId"]), &vm));
+            let found = items(&a.body).iter().find(|c| ResourceId::same(s(c, &["properties", "containerId"]), &vm));
             match (found, next_link(&a.body)) {
                 (Some(c), _) => {
-                    let name = s(&c, &["name"]).to_string();
+                    let name = s(c, &["name"]).to_string();
                     state.target.container = Some(name.clone());
                     vec![now_(state, Step::Register { container: name }, None, None)]
                 }
@@ -375,10 +410,10 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
         }
         (Step::FindRegistered { round }, Some(Ok(a))) => {
             let vm = protect_input(state).map(|p| p.vm_id.clone()).unwrap_or_default();
-            let found = items(&a.body).into_iter().find(|c| ResourceId::same(s(c, &["properties", "sourceResourceId"]), &vm));
+            let found = items(&a.body).iter().find(|c| ResourceId::same(s(c, &["properties", "sourceResourceId"]), &vm));
             match (found, next_link(&a.body)) {
                 (Some(c), _) => {
-                    let name = s(&c, &["name"]).to_string();
+                    let name = s(c, &["name"]).to_string();
                     state.target.container = Some(name.clone());
                     vec![now_(state, Step::VerifyRegistration { container: name }, None, None)]
                 }
@@ -401,7 +436,14 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
             }
         }
         (Step::Register { container }, Some(Ok(a))) => match a.tracking_url() {
-            Some(u) if a.status == 202 => vec![after(state, Step::PollRegister { container: container.clone() }, None, Some(u.to_string()), 0, clamp(a.retry_after, o))],
+            Some(u) if a.status == 202 => vec![after(
+                state,
+                Step::PollRegister { container: container.clone() },
+                None,
+                Some(u.to_string()),
+                0,
+                clamp(a.retry_after, o),
+            )],
             _ => vec![now_(state, Step::Inquire { container: container.clone() }, None, None)],
         },
         (Step::Register { container }, Some(Err(e))) if e.code().to_ascii_lowercase().contains("alreadyregistered") => {
@@ -419,11 +461,21 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
             } else if msg.attempt < o.transient_retries {
                 vec![after(state, msg.step.clone(), None, None, msg.attempt + 1, o.delay_floor)]
             } else {
-                fail_workflow(state, Failure::local("ContainerNotRegistered", format!("Container {container} stays '{reg}'."), FailureClass::Retryable))
+                fail_workflow(
+                    state,
+                    Failure::local("ContainerNotRegistered", format!("Container {container} stays '{reg}'."), FailureClass::Retryable),
+                )
             }
         }
         (Step::Inquire { container }, Some(Ok(a))) => match a.tracking_url() {
-            Some(u) if a.status == 202 => vec![after(state, Step::PollInquire { container: container.clone() }, None, Some(u.to_string()), 0, clamp(a.retry_after, o))],
+            Some(u) if a.status == 202 => vec![after(
+                state,
+                Step::PollInquire { container: container.clone() },
+                None,
+                Some(u.to_string()),
+                0,
+                clamp(a.retry_after, o),
+            )],
             _ => vec![now_(state, Step::ListProtectable { container: container.clone() }, None, None)],
         },
         (Step::PollInquire { container }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
@@ -449,7 +501,14 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
                 Some(u) if a.status == 202 => {
                     let u = u.to_string();
                     set_child(state, child, |c| c.operation_url = Some(u.clone()));
-                    vec![after(state, Step::PollProtect { container: container.clone(), item: item.clone() }, child, Some(u), 0, clamp(a.retry_after, o))]
+                    vec![after(
+                        state,
+                        Step::PollProtect { container: container.clone(), item: item.clone() },
+                        child,
+                        Some(u),
+                        0,
+                        clamp(a.retry_after, o),
+                    )]
                 }
                 _ => protected(state, child, &container, &item, None),
             }
@@ -470,7 +529,11 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
                 c.status = ChildStatus::Running;
                 c.trigger_sent_at = Some(ctx.now);
             });
-            let step = if uncertain { Step::CheckJobs { container: container.clone(), item: item.clone() } } else { Step::Trigger { container: container.clone(), item: item.clone() } };
+            let step = if uncertain {
+                Step::CheckJobs { container: container.clone(), item: item.clone() }
+            } else {
+                Step::Trigger { container: container.clone(), item: item.clone() }
+            };
             vec![now_(state, step, child, None)]
         }
         (Step::Trigger { container, item }, _) if ctx.dequeue_count > 1 => {
@@ -481,30 +544,57 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
             Some(u) => {
                 let u = u.to_string();
                 set_child(state, child, |c| c.operation_url = Some(u.clone()));
-                vec![after(state, Step::PollBackup { container: container.clone(), item: item.clone() }, child, Some(u), 0, clamp(a.retry_after, o))]
+                vec![after(
+                    state,
+                    Step::PollBackup { container: container.clone(), item: item.clone() },
+                    child,
+                    Some(u),
+                    0,
+                    clamp(a.retry_after, o),
+                )]
             }
-            None => fail_child(state, child, Failure::local("NoTrackingUrl", "The backup was accepted without a tracking URL.", FailureClass::Permanent)),
+            None => fail_child(
+                state,
+                child,
+                Failure::local("NoTrackingUrl", "The backup was accepted without a tracking URL.", FailureClass::Permanent),
+            ),
         },
         (Step::Trigger { container, item }, Some(Err(e))) if refused_unprocessed(&e) && msg.attempt < o.transient_retries => {
             // Throttled or never sent: nothing was started, the same POST may go again.
-            vec![after(state, Step::Trigger { container, item }, child, None, msg.attempt + 1, clamp(e.retry_after().or(Some(o.delay_floor)), o))]
+            vec![after(
+                state,
+                Step::Trigger { container, item },
+                child,
+                None,
+                msg.attempt + 1,
+                clamp(e.retry_after().or(Some(o.delay_floor)), o),
+            )]
         }
         (Step::Trigger { container, item }, Some(Err(e))) if uncertain_send(&e) => {
             // It may or may not have started a job: look before sending again.
-            vec![after(state, Step::CheckJobs { container: container.clone(), item: item.clone() }, child, None, 0, clamp(e.retry_after(), o))]
+            vec![after(
+                state,
+                Step::CheckJobs { container: container.clone(), item: item.clone() },
+                child,
+                None,
+                0,
+                clamp(e.retry_after(), o),
+            )]
         }
         (Step::CheckJobs { container, item }, Some(Ok(a))) => {
-            let (friendly, since) = child.and_then(|c| state.children.get(c)).map(|c| (c.friendly_name.clone(), c.trigger_sent_at)).unwrap_or_default();
+            let (friendly, since) =
+                child.and_then(|c| state.children.get(c)).map(|c| (c.friendly_name.clone(), c.trigger_sent_at)).unwrap_or_default();
             let needle = format!("/{}", friendly.to_ascii_lowercase());
             let since = since.map(|t| t - TimeDelta::minutes(2));
-            let found = items(&a.body).into_iter().find(|j| {
+            let found = items(&a.body).iter().find(|j| {
                 let entity = s(j, &["properties", "entityFriendlyName"]).to_ascii_lowercase();
                 let started = DateTime::parse_from_rfc3339(s(j, &["properties", "startTime"])).ok().map(|t| t.with_timezone(&Utc));
-                (entity.contains(&format!("{needle} ")) || entity.ends_with(&needle)) && since.is_none_or(|s0| started.is_some_and(|t| t >= s0))
+                (entity.contains(&format!("{needle} ")) || entity.ends_with(&needle))
+                    && since.is_none_or(|s0| started.is_some_and(|t| t >= s0))
             });
             match found {
                 Some(j) => {
-                    let job_id = s(&j, &["name"]).to_string();
+                    let job_id = s(j, &["name"]).to_string();
                     set_child(state, child, |c| c.job_id = Some(job_id.clone()));
                     vec![now_(state, Step::PollJob { container: container.clone(), item: item.clone(), job_id }, child, None)]
                 }
@@ -519,7 +609,11 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
                     set_child(state, child, |c| c.job_id = Some(job.clone()));
                     vec![now_(state, Step::PollJob { container: container.clone(), item: item.clone(), job_id: job }, child, None)]
                 }
-                None => fail_child(state, child, Failure::local("NoJobId", "The backup operation succeeded without naming its job.", FailureClass::Permanent)),
+                None => fail_child(
+                    state,
+                    child,
+                    Failure::local("NoJobId", "The backup operation succeeded without naming its job.", FailureClass::Permanent),
+                ),
             },
             Poll::Failed(f) => fail_child(state, child, f),
         },
@@ -529,7 +623,10 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<Resul
             let f = failure_of(&e);
             if child.is_some() { fail_child(state, child, f) } else { fail_workflow(state, f) }
         }
-        (step, _) => fail_workflow(state, Failure::local("EngineError", format!("step {} got an answer it cannot use", step.name()), FailureClass::Permanent)),
+        (step, _) => fail_workflow(
+            state,
+            Failure::local("EngineError", format!("step {} got an answer it cannot use", step.name()), FailureClass::Permanent),
+        ),
     }
 }
 
@@ -572,12 +669,22 @@ fn resolve_target(state: &mut WorkflowState, vm: &Value, o: &StepOptions) -> Nex
     let Some(p) = protect_input(state).cloned() else { return vec![] };
     let prov = s(vm, &["properties", "provisioningState"]);
     if !prov.is_empty() && !prov.eq_ignore_ascii_case("Succeeded") {
-        return fail_workflow(state, Failure::local("VmNotReady", format!("The VM is '{prov}', not 'Succeeded'."), FailureClass::Retryable));
+        return fail_workflow(
+            state,
+            Failure::local("VmNotReady", format!("The VM is '{prov}', not 'Succeeded'."), FailureClass::Retryable),
+        );
     }
     let location = s(vm, &["location"]).to_string();
     let sub = ResourceId::parse(&p.vm_id).map(|r| r.subscription).unwrap_or_default();
     let vault_id = p.vault_id.clone().or_else(|| {
-        o.rules.vaults.iter().find(|r| r.location.eq_ignore_ascii_case(&location) && ResourceId::parse(&r.vault_id).is_ok_and(|v| v.subscription.eq_ignore_ascii_case(&sub))).map(|r| r.vault_id.clone())
+        o.rules
+            .vaults
+            .iter()
+            .find(|r| {
+                r.location.eq_ignore_ascii_case(&location)
+                    && ResourceId::parse(&r.vault_id).is_ok_and(|v| v.subscription.eq_ignore_ascii_case(&sub))
+            })
+            .map(|r| r.vault_id.clone())
     });
     let Some(vault_id) = vault_id else {
         return fail_workflow(
@@ -592,7 +699,10 @@ fn resolve_target(state: &mut WorkflowState, vm: &Value, o: &StepOptions) -> Nex
         );
     };
     let tag = o.rules.policy_tag.clone().unwrap_or_else(|| "backup-policy".into());
-    let from_tag = vm.get("tags").and_then(Value::as_object).and_then(|t| t.iter().find(|(k, _)| k.eq_ignore_ascii_case(&tag)).and_then(|(_, v)| v.as_str().map(str::to_string)));
+    let from_tag = vm
+        .get("tags")
+        .and_then(Value::as_object)
+        .and_then(|t| t.iter().find(|(k, _)| k.eq_ignore_ascii_case(&tag)).and_then(|(_, v)| v.as_str().map(str::to_string)));
     let Some(policy) = p.policy.clone().or(from_tag).or_else(|| o.rules.default_policy.clone()) else {
         return fail_workflow(
             state,
@@ -614,7 +724,7 @@ fn list_protectable(state: &mut WorkflowState, container: &str, body: &Value) ->
     let Some(p) = protect_input(state).cloned() else { return vec![] };
     let mut next = Vec::new();
     for it in items(body) {
-        let in_container = container_of(s(&it, &["id"])).is_some_and(|c| c.eq_ignore_ascii_case(container));
+        let in_container = container_of(s(it, &["id"])).is_some_and(|c| c.eq_ignore_ascii_case(container));
         if !in_container {
             continue;
         }
@@ -634,10 +744,21 @@ fn list_protectable(state: &mut WorkflowState, container: &str, body: &Value) ->
         let friendly = s(&it, &["properties", "friendlyName"]).to_string();
         let status = match select(&p.databases, &friendly) {
             Err(reason) => ChildStatus::Skipped { reason },
-            Ok(()) if s(&it, &["properties", "protectionState"]).eq_ignore_ascii_case("Protected") => ChildStatus::Skipped { reason: "already protected".into() },
+            Ok(()) if s(&it, &["properties", "protectionState"]).eq_ignore_ascii_case("Protected") => {
+                ChildStatus::Skipped { reason: "already protected".into() }
+            }
             Ok(()) => ChildStatus::Pending,
         };
-        state.children.push(Child { container: container.to_string(), item: name, friendly_name: friendly, status, operation_url: None, job_id: None, job_status: None, trigger_sent_at: None });
+        state.children.push(Child {
+            container: container.to_string(),
+            item: name,
+            friendly_name: friendly,
+            status,
+            operation_url: None,
+            job_id: None,
+            job_status: None,
+            trigger_sent_at: None,
+        });
     }
     if let Some(link) = next_link(body) {
         next.push(now_(state, Step::ListProtectable { container: container.to_string() }, None, Some(link)));
@@ -664,7 +785,11 @@ fn select_items(state: &mut WorkflowState, body: &Value) -> Next {
     let WorkflowInput::Backup(b) = state.input.clone() else { return vec![] };
     for it in items(body) {
         let name = s(&it, &["name"]).to_string();
-        let Some(container) = container_of(s(&it, &["id"])).or_else(|| Some(s(&it, &["properties", "containerName"]).to_string()).filter(|c| !c.is_empty())) else { continue };
+        let Some(container) =
+            container_of(s(&it, &["id"])).or_else(|| Some(s(&it, &["properties", "containerName"]).to_string()).filter(|c| !c.is_empty()))
+        else {
+            continue;
+        };
         let friendly = s(&it, &["properties", "friendlyName"]).to_string();
         let explicit = !b.items.is_empty();
         if explicit && !b.items.iter().any(|r| r.item.eq_ignore_ascii_case(&name) && r.container.eq_ignore_ascii_case(&container)) {
@@ -693,7 +818,16 @@ fn select_items(state: &mut WorkflowState, body: &Value) -> Next {
         } else {
             ChildStatus::Pending
         };
-        state.children.push(Child { container, item: name, friendly_name: friendly, status, operation_url: None, job_id: None, job_status: None, trigger_sent_at: None });
+        state.children.push(Child {
+            container,
+            item: name,
+            friendly_name: friendly,
+            status,
+            operation_url: None,
+            job_id: None,
+            job_status: None,
+            trigger_sent_at: None,
+        });
     }
     let mut next = Vec::new();
     if let Some(link) = next_link(body) {
@@ -707,7 +841,13 @@ fn select_items(state: &mut WorkflowState, body: &Value) -> Next {
                 container: r.container.clone(),
                 item: r.item.clone(),
                 friendly_name: r.item.rsplit(';').next().unwrap_or_default().to_string(),
-                status: ChildStatus::Failed { failure: Failure::local("ItemNotProtected", format!("{} is not a protected item of this vault.", r.item), FailureClass::Permanent) },
+                status: ChildStatus::Failed {
+                    failure: Failure::local(
+                        "ItemNotProtected",
+                        format!("{} is not a protected item of this vault.", r.item),
+                        FailureClass::Permanent,
+                    ),
+                },
                 operation_url: None,
                 job_id: None,
                 job_status: None,
@@ -732,9 +872,19 @@ fn select_items(state: &mut WorkflowState, body: &Value) -> Next {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn poll_job(state: &mut WorkflowState, msg: &StepMessage, child: Option<usize>, container: &str, item: &str, job_id: &str, body: &Value, o: &StepOptions) -> Next {
+fn poll_job(
+    state: &mut WorkflowState,
+    msg: &StepMessage,
+    child: Option<usize>,
+    container: &str,
+    item: &str,
+    job_id: &str,
+    body: &Value,
+    o: &StepOptions,
+) -> Next {
     let status = s(body, &["properties", "status"]).to_string();
-    let terminal = ["Completed", "CompletedWithWarnings", "Failed", "Cancelled", "Canceled"].iter().any(|t| t.eq_ignore_ascii_case(&status));
+    let terminal =
+        ["Completed", "CompletedWithWarnings", "Failed", "Cancelled", "Canceled"].iter().any(|t| t.eq_ignore_ascii_case(&status));
     if !terminal {
         return vec![after(state, msg.step.clone(), child, None, msg.attempt + 1, o.job_poll_interval)];
     }
@@ -744,8 +894,12 @@ fn poll_job(state: &mut WorkflowState, msg: &StepMessage, child: Option<usize>, 
         return vec![];
     }
     let err = body["properties"]["errorDetails"].as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null);
-    let code = Some(s(&err, &["errorTitle"]).to_string()).filter(|c| !c.is_empty()).unwrap_or_else(|| if status.to_ascii_lowercase().starts_with("cancel") { "JobCancelled".into() } else { "JobFailed".into() });
-    let message = Some(s(&err, &["errorString"]).to_string()).filter(|m| !m.is_empty()).unwrap_or_else(|| format!("Backup job {job_id} ended {status}."));
+    let code = Some(s(&err, &["errorTitle"]).to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| if status.to_ascii_lowercase().starts_with("cancel") { "JobCancelled".into() } else { "JobFailed".into() });
+    let message = Some(s(&err, &["errorString"]).to_string())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| format!("Backup job {job_id} ended {status}."));
     let failure = Failure::from_code(&code, message, None);
     let retries = state.steps.iter().filter(|r| r.child == child && r.note.as_deref() == Some("conflict: re-trigger")).count() as u32;
     if failure.class == FailureClass::Retryable && retries < o.conflict_retries {
@@ -760,7 +914,14 @@ fn poll_job(state: &mut WorkflowState, msg: &StepMessage, child: Option<usize>, 
             r.note = Some("conflict: re-trigger".into());
         }
         let delay = clamp(Some(o.delay_floor * 4), o);
-        return vec![after(state, Step::PrepareTrigger { container: container.to_string(), item: item.to_string() }, child, None, 0, delay)];
+        return vec![after(
+            state,
+            Step::PrepareTrigger { container: container.to_string(), item: item.to_string() },
+            child,
+            None,
+            0,
+            delay,
+        )];
     }
     fail_child(state, child, failure)
 }
