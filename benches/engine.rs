@@ -2,7 +2,7 @@
 //!
 //! 1. Steps per second on the embedded store with the simulator answering at once (target
 //!    >= 2,000 on 2 cores): protect workflows for a fleet, every step a real ARM call over
-//!    loopback and a real SQLite commit.
+//!    > loopback and a real SQLite commit.
 //! 2. A workflow's wall time against the sum of the `Retry-After` delays the service imposed
 //!    (target: within 2%).
 //! 3. `serve` process start to ready (ms), resident memory idle and with 1,000 workflows in
@@ -113,9 +113,9 @@ fn start_isolated(sc: Scenario) -> RunningSimulator {
     rx.recv().expect("simulator started")
 }
 
-/// 1. Steps per second with instant answers, the fleet spread over `vaults` vaults (every
-/// protect workflow pages through all protectable items of its vault, so the vault's size
-/// weighs on each one).
+/// Benchmark 1: steps per second with instant answers, the fleet spread over several vaults.
+/// Every protect workflow pages through all protectable items of its vault, so the size of
+/// the vault weighs on each one.
 async fn steps_per_second(vms: usize, dbs: usize, subscriptions: usize, vaults: usize) -> (f64, usize, f64) {
     let mut sc = generate(&FleetSpec { subscriptions, vaults_per_subscription: vaults, vms, databases_per_vm: dbs, simple_every: 0 });
     sc.settings.timings = Timings::instant();

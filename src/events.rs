@@ -37,6 +37,7 @@ use std::sync::Arc;
 use sqlvm_backup_shared::engine::{self, Engine, SubmitError};
 use sqlvm_backup_shared::resource_id::ResourceId;
 use sqlvm_backup_shared::secret::Secret;
+use sqlvm_backup_shared::workflow::select::glob;
 use sqlvm_backup_shared::workflow::state::{DatabaseFilter, ProtectInput, WorkflowInput};
 
 pub const PATH: &str = "/api/events/vm";
@@ -221,29 +222,6 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Event>, String> {
         Value::Object(o) if cloud || o.contains_key("specversion") => Ok(vec![parse_event(&v, true)?]),
         _ => Err("expected a JSON array of Event Grid events or one CloudEvents 1.0 object".into()),
     }
-}
-
-/// A `*` pattern, case-insensitive.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.to_lowercase().chars().collect(), text.to_lowercase().chars().collect());
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[derive(Debug, Serialize)]

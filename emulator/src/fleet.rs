@@ -36,12 +36,12 @@ pub fn generate(spec: &FleetSpec) -> Scenario {
     let mut scenario = Scenario::default();
     for s in 0..subs {
         scenario.subscriptions.push(SubscriptionSpec { id: sub_id(s), resource_groups: vec![] });
-        for v in 0..vps {
+        for region in REGIONS.iter().take(vps) {
             scenario.vaults.push(VaultSpec {
                 subscription_id: sub_id(s),
                 resource_group: "rg-backup".into(),
-                name: format!("rsv-{}", REGIONS[v]),
-                location: REGIONS[v].into(),
+                name: format!("rsv-{region}"),
+                location: (*region).into(),
                 policies: vec![PolicySpec {
                     name: "SqlDaily".into(),
                     kind: "AzureWorkload".into(),
@@ -61,7 +61,7 @@ pub fn generate(spec: &FleetSpec) -> Scenario {
         let databases = (0..spec.databases_per_vm)
             .map(|d| {
                 let mut db = DatabaseSpec::new(&format!("db{d:03}"));
-                if spec.simple_every > 0 && (i * spec.databases_per_vm + d) % spec.simple_every == 0 {
+                if spec.simple_every > 0 && (i * spec.databases_per_vm + d).is_multiple_of(spec.simple_every) {
                     db.recovery_model = "Simple".into();
                 }
                 db

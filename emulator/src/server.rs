@@ -253,6 +253,9 @@ fn subscription_of(path: &str) -> Option<String> {
     None
 }
 
+/// An ARM error answer decided before the world is consulted, with its extra headers.
+type Refusal = (ArmError, Vec<(&'static str, String)>);
+
 /// Every request that is neither identity nor control is an ARM request.
 async fn arm_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let now = shared.clock.now();
@@ -274,7 +277,7 @@ async fn arm_entry(State(shared): State<Arc<Shared>>, req: Request) -> Response 
         )
     };
     let mut extra: Vec<(&'static str, String)> = Vec::new();
-    let answer: Result<arm::ArmResponse, (ArmError, Vec<(&'static str, String)>)> = 'answer: {
+    let answer: Result<arm::ArmResponse, Refusal> = 'answer: {
         if let Err(f) = shared.identity.check_arm_headers(&parts.headers, now) {
             break 'answer Err((
                 ArmError::new(f.status, f.code, f.message),

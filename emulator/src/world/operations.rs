@@ -506,6 +506,7 @@ impl World {
 
     /// Trigger an on-demand backup. Request-level checks give HTTP errors; the rules the
     /// service applies later (parent Full, recovery model, conflicts) fail the job instead.
+    #[allow(clippy::too_many_arguments)] // one argument per field of the service's request
     pub fn start_backup(
         &mut self,
         vault_key: &str,

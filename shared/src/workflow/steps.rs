@@ -390,7 +390,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
                 None => vec![now_(state, Step::FindContainer { round }, None, None)],
             }
         }
-        (Step::PollRefresh { round }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
+        (Step::PollRefresh { round }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(_) => vec![now_(state, Step::FindContainer { round }, None, None)],
             Poll::Failed(f) => fail_workflow(state, f),
@@ -449,7 +449,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
         (Step::Register { container }, Some(Err(e))) if e.code().to_ascii_lowercase().contains("alreadyregistered") => {
             vec![now_(state, Step::VerifyRegistration { container: container.clone() }, None, None)]
         }
-        (Step::PollRegister { container }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
+        (Step::PollRegister { container }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(_) => vec![now_(state, Step::Inquire { container: container.clone() }, None, None)],
             Poll::Failed(f) => fail_workflow(state, f),
@@ -478,7 +478,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
             )],
             _ => vec![now_(state, Step::ListProtectable { container: container.clone() }, None, None)],
         },
-        (Step::PollInquire { container }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
+        (Step::PollInquire { container }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(body) => {
                 // operationResults may answer with the container, whose inquiry can have failed.
@@ -513,7 +513,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
                 _ => protected(state, child, &container, &item, None),
             }
         }
-        (Step::PollProtect { container, item }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
+        (Step::PollProtect { container, item }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), child, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(body) => {
                 let job = body["properties"]["jobId"].as_str().map(str::to_string);
@@ -559,7 +559,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
                 Failure::local("NoTrackingUrl", "The backup was accepted without a tracking URL.", FailureClass::Permanent),
             ),
         },
-        (Step::Trigger { container, item }, Some(Err(e))) if refused_unprocessed(&e) && msg.attempt < o.transient_retries => {
+        (Step::Trigger { container, item }, Some(Err(e))) if refused_unprocessed(e) && msg.attempt < o.transient_retries => {
             // Throttled or never sent: nothing was started, the same POST may go again.
             vec![after(
                 state,
@@ -570,7 +570,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
                 clamp(e.retry_after().or(Some(o.delay_floor)), o),
             )]
         }
-        (Step::Trigger { container, item }, Some(Err(e))) if uncertain_send(&e) => {
+        (Step::Trigger { container, item }, Some(Err(e))) if uncertain_send(e) => {
             // It may or may not have started a job: look before sending again.
             vec![after(
                 state,
@@ -601,7 +601,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
                 None => vec![now_(state, Step::Trigger { container: container.clone(), item: item.clone() }, child, None)],
             }
         }
-        (Step::PollBackup { container, item }, Some(Ok(a))) => match read_poll(&a, o, msg.wait_ms) {
+        (Step::PollBackup { container, item }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
             Poll::Running(d) => vec![after(state, msg.step.clone(), child, msg.tracking_url.clone(), msg.attempt + 1, d)],
             Poll::Done(body) => match body["properties"]["jobId"].as_str() {
                 Some(job) => {
@@ -620,7 +620,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
         (Step::PollJob { container, item, job_id }, Some(Ok(a))) => poll_job(state, msg, child, &container, &item, &job_id, &a.body, o),
         // ----- errors ------------------------------------------------------------------
         (_, Some(Err(e))) => {
-            let f = failure_of(&e);
+            let f = failure_of(e);
             if child.is_some() { fail_child(state, child, f) } else { fail_workflow(state, f) }
         }
         (step, _) => fail_workflow(
@@ -728,10 +728,10 @@ fn list_protectable(state: &mut WorkflowState, container: &str, body: &Value) ->
         if !in_container {
             continue;
         }
-        let kind = s(&it, &["properties", "protectableItemType"]);
-        let name = s(&it, &["name"]).to_string();
+        let kind = s(it, &["properties", "protectableItemType"]);
+        let name = s(it, &["name"]).to_string();
         if kind.eq_ignore_ascii_case("SQLInstance") && p.auto_protect {
-            let id = s(&it, &["id"]).to_string();
+            let id = s(it, &["id"]).to_string();
             next.push(now_(state, Step::AutoProtect { container: container.to_string(), instance_item_id: id }, None, None));
             continue;
         }
@@ -741,10 +741,10 @@ fn list_protectable(state: &mut WorkflowState, container: &str, body: &Value) ->
         if state.children.iter().any(|c| c.item.eq_ignore_ascii_case(&name)) {
             continue;
         }
-        let friendly = s(&it, &["properties", "friendlyName"]).to_string();
+        let friendly = s(it, &["properties", "friendlyName"]).to_string();
         let status = match select(&p.databases, &friendly) {
             Err(reason) => ChildStatus::Skipped { reason },
-            Ok(()) if s(&it, &["properties", "protectionState"]).eq_ignore_ascii_case("Protected") => {
+            Ok(()) if s(it, &["properties", "protectionState"]).eq_ignore_ascii_case("Protected") => {
                 ChildStatus::Skipped { reason: "already protected".into() }
             }
             Ok(()) => ChildStatus::Pending,
@@ -784,19 +784,19 @@ fn fan_out(state: &WorkflowState, next: &mut Next, step: impl Fn(&Child) -> Step
 fn select_items(state: &mut WorkflowState, body: &Value) -> Next {
     let WorkflowInput::Backup(b) = state.input.clone() else { return vec![] };
     for it in items(body) {
-        let name = s(&it, &["name"]).to_string();
+        let name = s(it, &["name"]).to_string();
         let Some(container) =
-            container_of(s(&it, &["id"])).or_else(|| Some(s(&it, &["properties", "containerName"]).to_string()).filter(|c| !c.is_empty()))
+            container_of(s(it, &["id"])).or_else(|| Some(s(it, &["properties", "containerName"]).to_string()).filter(|c| !c.is_empty()))
         else {
             continue;
         };
-        let friendly = s(&it, &["properties", "friendlyName"]).to_string();
+        let friendly = s(it, &["properties", "friendlyName"]).to_string();
         let explicit = !b.items.is_empty();
         if explicit && !b.items.iter().any(|r| r.item.eq_ignore_ascii_case(&name) && r.container.eq_ignore_ascii_case(&container)) {
             continue;
         }
         if !explicit {
-            let host = s(&it, &["properties", "serverName"]).split('.').next().unwrap_or_default().to_string();
+            let host = s(it, &["properties", "serverName"]).split('.').next().unwrap_or_default().to_string();
             let vm = container.rsplit(';').next().unwrap_or_default().to_string();
             if !b.vms.is_empty() && !b.vms.iter().any(|p| super::select::glob(p, &vm) || super::select::glob(p, &host)) {
                 continue;
@@ -808,11 +808,11 @@ fn select_items(state: &mut WorkflowState, body: &Value) -> Next {
         if state.children.iter().any(|c| c.item.eq_ignore_ascii_case(&name) && c.container.eq_ignore_ascii_case(&container)) {
             continue;
         }
-        let st = s(&it, &["properties", "protectionState"]);
+        let st = s(it, &["properties", "protectionState"]);
         let status = if st.eq_ignore_ascii_case("ProtectionStopped") || st.eq_ignore_ascii_case("BackupsSuspended") {
             ChildStatus::Skipped { reason: format!("protection is {st}") }
         } else if matches!(b.backup_type, BackupType::Differential | BackupType::Log)
-            && (st.eq_ignore_ascii_case("IRPending") || s(&it, &["properties", "lastBackupStatus"]).eq_ignore_ascii_case("IRPending"))
+            && (st.eq_ignore_ascii_case("IRPending") || s(it, &["properties", "lastBackupStatus"]).eq_ignore_ascii_case("IRPending"))
         {
             ChildStatus::Skipped { reason: format!("no Full backup yet: a {} backup needs one first", b.backup_type.as_str()) }
         } else {
