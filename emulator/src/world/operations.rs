@@ -166,6 +166,11 @@ impl World {
         let canonical = vm.container_name();
         let vault = self.vaults.get_mut(vault_key).ok_or_else(|| ArmError::not_found("ResourceNotFound", "vault not found"))?;
         let existing = vault.containers.get(&c_key).map(|c| c.registration);
+        // Re-registration repairs a registered container (extension rot, VM changes); there is
+        // nothing to re-register before a first registration.
+        if reregister && existing != Some(Registration::Registered) {
+            return Err(container_not_found(container_name));
+        }
         if existing.is_none() {
             vault.containers.insert(
                 c_key.clone(),
@@ -180,7 +185,6 @@ impl World {
             );
         }
         self.registered_to.insert(vm_key, vault_key.to_string());
-        let _ = reregister;
         let takes = ms(self.settings.timings.register_ms);
         let op_id = self.new_operation(
             vault_key,
@@ -811,4 +815,31 @@ pub fn item_not_found(name: &str) -> ArmError {
 
 pub fn job_not_found(id: &str) -> ArmError {
     ArmError::not_found("BMSUserErrorJobNotFound", format!("Job '{id}' was not found in this vault."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    const VAULT: &str = "/subscriptions/00000000-0000-0000-0000-0000000000/resourcegroups/sqlserverselfhost/providers/microsoft.recoveryservices/vaults/sqlserver2012";
+
+    /// Re-registration repairs a registered container; before the first registration it is refused.
+    #[test]
+    fn reregister_needs_a_registered_container() {
+        let scenario: Scenario = serde_json::from_str(include_str!("../../scenarios/seed.json")).unwrap();
+        let mut w = World::from_scenario(&scenario);
+        let now = chrono::Utc::now();
+        let far = now + Duration::hours(1);
+        w.start_refresh(VAULT, "2026-10-01", now);
+        w.tick(far);
+        let c = "VMAppContainer;Compute;SQLServerPMDemo;sqlserver-0";
+        assert_eq!(
+            w.start_register(VAULT, c, None, true, "2026-10-01", far).err().map(|e| e.code),
+            Some("BMSUserErrorContainerNotFound".into())
+        );
+        w.start_register(VAULT, c, None, false, "2026-10-01", far).unwrap();
+        w.tick(far + Duration::hours(1));
+        assert!(w.start_register(VAULT, c, None, true, "2026-10-01", far + Duration::hours(1)).is_ok());
+    }
 }
