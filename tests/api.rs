@@ -2,6 +2,9 @@
 //! authentication (API key and HMAC), vault restrictions, and every kind of bad input. Every JSON
 //! answer is checked against `docs/openapi.json` for its path and status.
 
+mod common;
+use common::StaticToken;
+
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -28,21 +31,6 @@ fn vm(name: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Harness
 
-#[derive(Debug)]
-struct StaticToken;
-
-#[async_trait::async_trait]
-impl azure_core::credentials::TokenCredential for StaticToken {
-    async fn get_token(
-        &self,
-        _scopes: &[&str],
-        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        let expires = azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1);
-        Ok(azure_core::credentials::AccessToken::new(azure_core::credentials::Secret::new("static-token"), expires))
-    }
-}
-
 struct Api {
     base: String,
     http: reqwest::Client,
@@ -55,7 +43,7 @@ async fn start(cfg: ApiConfig) -> Api {
     cfg.validate().expect("test config is valid");
     let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::in_memory().expect("sqlite in memory"));
     // Submissions never call ARM; port 9 (discard) makes any accidental call fail fast.
-    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken), None).expect("arm client");
+    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken("static-token".into())), None).expect("arm client");
     let engine = Arc::new(Engine::new(backend, arm, EngineOptions::default()));
     let app = sqlvm_backup::api::router(engine.clone(), Arc::new(cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,6 +1,9 @@
 //! The Event Grid webhook: both handshakes, authentication, filtering with reasons,
 //! de-duplication of bursts into one protect workflow, CloudEvents, and the simulator's events.
 
+mod common;
+use common::StaticToken;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -20,21 +23,6 @@ const OTHER_SUB: &str = "99999999-2222-3333-4444-555555555555";
 const KEY: &str = "a-long-event-grid-key-0123456789";
 const VAULT: &str =
     "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-sql/providers/Microsoft.RecoveryServices/vaults/v1";
-
-#[derive(Debug)]
-struct StaticToken;
-
-#[async_trait::async_trait]
-impl azure_core::credentials::TokenCredential for StaticToken {
-    async fn get_token(
-        &self,
-        _scopes: &[&str],
-        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        let expires = azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1);
-        Ok(azure_core::credentials::AccessToken::new(azure_core::credentials::Secret::new("static-token"), expires))
-    }
-}
 
 fn vm_in(sub: &str, rg: &str, name: &str) -> String {
     format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}")
@@ -66,7 +54,7 @@ fn fixed_now() -> DateTime<Utc> {
 async fn harness(rules: EventRules) -> Harness {
     rules.validate().unwrap();
     let backend = Arc::new(SqliteBackend::in_memory().unwrap());
-    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken), None).unwrap();
+    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken("static-token".into())), None).unwrap();
     let engine = Arc::new(Engine::new(backend, arm, EngineOptions::default()));
     let app = router_with_clock(engine.clone(), Arc::new(rules), Arc::new(fixed_now));
     Harness { engine, base: serve(app).await }
@@ -258,7 +246,7 @@ async fn a_burst_of_duplicates_makes_one_workflow() {
 #[tokio::test]
 async fn a_new_window_starts_a_new_workflow() {
     let backend = Arc::new(SqliteBackend::in_memory().unwrap());
-    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken), None).unwrap();
+    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken("static-token".into())), None).unwrap();
     let engine = Arc::new(Engine::new(backend, arm, EngineOptions::default()));
     let rules = Arc::new(rules());
     let now = fixed_now();
@@ -423,7 +411,7 @@ fn rules_config_and_validation() {
 #[tokio::test]
 async fn the_simulators_event_is_accepted() {
     let backend = Arc::new(SqliteBackend::in_memory().unwrap());
-    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken), None).unwrap();
+    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken("static-token".into())), None).unwrap();
     let engine = Arc::new(Engine::new(backend, arm, EngineOptions::default()));
     let base = serve(router(engine.clone(), Arc::new(rules()))).await;
     let id = vm("sqlvm-sim");

@@ -1,6 +1,9 @@
 //! The scheduler with an injected clock: one workflow per occurrence across many ticks,
 //! restarts and concurrent instances; catch-up after downtime; NCRONTAB semantics.
 
+mod common;
+use common::StaticToken;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc, Weekday};
@@ -15,24 +18,9 @@ use sqlvm_backup_shared::workflow::state::{BackupType, WorkflowInput, WorkflowSt
 const VAULT: &str =
     "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-sql/providers/Microsoft.RecoveryServices/vaults/v1";
 
-#[derive(Debug)]
-struct StaticToken;
-
-#[async_trait::async_trait]
-impl azure_core::credentials::TokenCredential for StaticToken {
-    async fn get_token(
-        &self,
-        _scopes: &[&str],
-        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        let expires = azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1);
-        Ok(azure_core::credentials::AccessToken::new(azure_core::credentials::Secret::new("static-token"), expires))
-    }
-}
-
 fn engine() -> Arc<Engine> {
     let backend = Arc::new(SqliteBackend::in_memory().unwrap());
-    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken), None).unwrap();
+    let arm = ArmClient::new("http://127.0.0.1:9", Arc::new(StaticToken("static-token".into())), None).unwrap();
     Arc::new(Engine::new(backend, arm, EngineOptions::default()))
 }
 
