@@ -4,6 +4,7 @@ pub mod api;
 pub mod config;
 pub mod embedded;
 pub mod events;
+pub mod functions_host;
 pub mod scheduler;
 pub mod serve;
 pub mod worker;

@@ -391,32 +391,18 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
             }
         }
         (Step::PollRefresh { round }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
-            Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
+            Poll::Running(d) => poll_again(state, msg, d),
             Poll::Done(_) => vec![now_(state, Step::FindContainer { round }, None, None)],
             Poll::Failed(f) => fail_workflow(state, f),
         },
-        (Step::FindContainer { round }, Some(Ok(a))) => {
-            let vm = protect_input(state).map(|p| p.vm_id.clone()).unwrap_or_default();
-            let found = items(&a.body).iter().find(|c| ResourceId::same(s(c, &["properties", "containerId"]), &vm));
-            match (found, next_link(&a.body)) {
-                (Some(c), _) => {
-                    let name = s(c, &["name"]).to_string();
-                    state.target.container = Some(name.clone());
-                    vec![now_(state, Step::Register { container: name }, None, None)]
-                }
-                (None, Some(next)) => vec![now_(state, Step::FindContainer { round }, None, Some(next))],
-                (None, None) => vec![now_(state, Step::FindRegistered { round }, None, None)],
-            }
-        }
+        (Step::FindContainer { round }, Some(Ok(a))) => match (vm_container_in_page(state, &a.body, "containerId"), next_link(&a.body)) {
+            (Some(name), _) => vec![now_(state, Step::Register { container: name }, None, None)],
+            (None, Some(next)) => vec![now_(state, Step::FindContainer { round }, None, Some(next))],
+            (None, None) => vec![now_(state, Step::FindRegistered { round }, None, None)],
+        },
         (Step::FindRegistered { round }, Some(Ok(a))) => {
-            let vm = protect_input(state).map(|p| p.vm_id.clone()).unwrap_or_default();
-            let found = items(&a.body).iter().find(|c| ResourceId::same(s(c, &["properties", "sourceResourceId"]), &vm));
-            match (found, next_link(&a.body)) {
-                (Some(c), _) => {
-                    let name = s(c, &["name"]).to_string();
-                    state.target.container = Some(name.clone());
-                    vec![now_(state, Step::VerifyRegistration { container: name }, None, None)]
-                }
+            match (vm_container_in_page(state, &a.body, "sourceResourceId"), next_link(&a.body)) {
+                (Some(name), _) => vec![now_(state, Step::VerifyRegistration { container: name }, None, None)],
                 (None, Some(next)) => vec![now_(state, Step::FindRegistered { round }, None, Some(next))],
                 (None, None) if round + 1 < o.discovery_rounds => {
                     // Not discovered yet: refresh again, backing off between rounds.
@@ -427,7 +413,11 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
                     state,
                     Failure {
                         code: "VmNotDiscovered".into(),
-                        message: format!("The vault did not discover {vm} after {} refreshes.", o.discovery_rounds),
+                        message: format!(
+                            "The vault did not discover {} after {} refreshes.",
+                            protect_input(state).map(|p| p.vm_id.as_str()).unwrap_or_default(),
+                            o.discovery_rounds
+                        ),
                         class: FailureClass::NeedsUserAction,
                         hint: Some("Check that the VM runs Windows with SQL Server, is running, has the VM agent, and is in the vault's subscription and region.".into()),
                         http_status: None,
@@ -450,7 +440,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
             vec![now_(state, Step::VerifyRegistration { container: container.clone() }, None, None)]
         }
         (Step::PollRegister { container }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
-            Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
+            Poll::Running(d) => poll_again(state, msg, d),
             Poll::Done(_) => vec![now_(state, Step::Inquire { container: container.clone() }, None, None)],
             Poll::Failed(f) => fail_workflow(state, f),
         },
@@ -479,7 +469,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
             _ => vec![now_(state, Step::ListProtectable { container: container.clone() }, None, None)],
         },
         (Step::PollInquire { container }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
-            Poll::Running(d) => vec![after(state, msg.step.clone(), None, msg.tracking_url.clone(), msg.attempt + 1, d)],
+            Poll::Running(d) => poll_again(state, msg, d),
             Poll::Done(body) => {
                 // operationResults may answer with the container, whose inquiry can have failed.
                 let inq = &body["properties"]["extendedInfo"]["inquiryInfo"];
@@ -514,7 +504,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
             }
         }
         (Step::PollProtect { container, item }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
-            Poll::Running(d) => vec![after(state, msg.step.clone(), child, msg.tracking_url.clone(), msg.attempt + 1, d)],
+            Poll::Running(d) => poll_again(state, msg, d),
             Poll::Done(body) => {
                 let job = body["properties"]["jobId"].as_str().map(str::to_string);
                 protected(state, child, &container, &item, job)
@@ -602,7 +592,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
             }
         }
         (Step::PollBackup { container, item }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
-            Poll::Running(d) => vec![after(state, msg.step.clone(), child, msg.tracking_url.clone(), msg.attempt + 1, d)],
+            Poll::Running(d) => poll_again(state, msg, d),
             Poll::Done(body) => match body["properties"]["jobId"].as_str() {
                 Some(job) => {
                     let job = job.to_string();
@@ -633,6 +623,20 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
 /// The service refused the request before doing anything (429, or it never arrived).
 fn refused_unprocessed(e: &ArmError) -> bool {
     matches!(e, ArmError::Throttled { .. } | ArmError::Transport { sent: false, .. }) || e.status() == Some(429)
+}
+
+/// The same poll again after `delay`, keeping its URL.
+fn poll_again(state: &WorkflowState, msg: &StepMessage, delay: Duration) -> Next {
+    vec![after(state, msg.step.clone(), msg.child, msg.tracking_url.clone(), msg.attempt + 1, delay)]
+}
+
+/// The name of the container whose `properties.{field}` is this workflow's VM (compared
+/// case-insensitively, as ARM ids are), recorded as the workflow's target.
+fn vm_container_in_page(state: &mut WorkflowState, body: &Value, field: &str) -> Option<String> {
+    let vm = protect_input(state).map(|p| p.vm_id.clone()).unwrap_or_default();
+    let name = items(body).iter().find(|c| ResourceId::same(s(c, &["properties", field]), &vm)).map(|c| s(c, &["name"]).to_string())?;
+    state.target.container = Some(name.clone());
+    Some(name)
 }
 
 fn uncertain_send(e: &ArmError) -> bool {
