@@ -70,7 +70,8 @@ fn map_or_null<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Map<String,
 ///
 /// A JSON string is decoded as JSON; if the result is still a string it is decoded once more. Decoding stops
 /// at an object or array (or any non-string). A string that is not JSON stays a string (e.g. the base64 of
-/// a `dataType: binary` queue trigger). A string still encoded after two rounds is [`EnvelopeError::TooDeeplyEncoded`].
+/// a `dataType: binary` queue trigger). A string that still holds JSON text (a string, object or array) after
+/// two rounds is [`EnvelopeError::TooDeeplyEncoded`].
 pub fn decode_trigger_value(value: &Value) -> Result<Value, EnvelopeError> {
     let mut current = value.clone();
     for _ in 0..2 {
@@ -81,7 +82,7 @@ pub fn decode_trigger_value(value: &Value) -> Result<Value, EnvelopeError> {
         }
     }
     if let Value::String(text) = &current
-        && matches!(serde_json::from_str::<Value>(text), Ok(Value::String(_)))
+        && matches!(serde_json::from_str::<Value>(text), Ok(Value::String(_) | Value::Object(_) | Value::Array(_)))
     {
         return Err(EnvelopeError::TooDeeplyEncoded);
     }
