@@ -1,8 +1,12 @@
 //! The schema validator against the real Azure Backup swagger: Microsoft's own
 //! examples, the seed document's SQL bodies, and one negative case per rule.
 //!
-//! The specs are reference data outside the repo (`/work/shared/azure-specs`);
+//! The specs are reference data outside the repo (`../shared/azure-specs` beside the checkout);
 //! they are loaded at run time and never copied.
+
+#[path = "common/seed_bodies.rs"]
+mod seed_bodies;
+use seed_bodies::SEED_PROTECTED_ITEM;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,7 +15,7 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 use sqlvm_backup_emulator::schema::{Spec, Violation};
 
-const SPECS: &str = "/work/shared/azure-specs/recoveryservicesbackup";
+const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/azure-specs/recoveryservicesbackup");
 
 /// Example folders: the pinned version first, then the older folders whose
 /// files the 2026-02-01 snapshot had to borrow (see the specs' README).
@@ -252,39 +256,6 @@ fn every_example_maps_to_an_operation_and_validates() {
     }
     assert!(failures.is_empty(), "example failures:\n{}", failures.join("\n"));
 }
-
-/// The completed protected item from the seed document (GET operationResults
-/// after enabling protection).
-const SEED_PROTECTED_ITEM: &str = r#"{
-  "id": "/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerSelfHost/providers/microsoft.recoveryservices/vaults/SQLServer2012/backupFabrics/Azure/protectionContainers/VMAppContainer;Compute;SQLServerPMDemo;sqlserver-0/protectedItems/SQLDataBase;mssqlserver;msdb",
-  "name": "SQLDataBase;mssqlserver;msdb",
-  "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems",
-  "properties": {
-    "friendlyName": "msdb",
-    "serverName": "sqlserver-0.shopkart.com",
-    "parentName": "MSSQLSERVER",
-    "parentType": "AzureVmWorkloadSQLInstance",
-    "protectionStatus": "Healthy",
-    "protectionState": "IRPending",
-    "lastBackupStatus": "IRPending",
-    "lastBackupErrorDetail": {
-      "code": "Success",
-      "message": ""
-    },
-    "protectedItemDataSourceId": "17592741727863",
-    "protectedItemHealthStatus": "IRPending",
-    "extendedInfo": {
-      "recoveryPointCount": 0,
-      "policyState": "Consistent"
-    },
-    "protectedItemType": "AzureVmWorkloadSQLDatabase",
-    "backupManagementType": "AzureWorkload",
-    "workloadType": "SQLDataBase",
-    "containerName": "VMAppContainer;Compute;SQLServerPMDemo;sqlserver-0",
-    "sourceResourceId": "/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerPMDemo/providers/VMAppContainer/sqlserver-0",
-    "policyId": "/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerSelfHost/providers/microsoft.recoveryservices/vaults/SQLServer2012/backupPolicies/HourlyLogBackup"
-  }
-}"#;
 
 /// The completed container from the seed document (GET operationResults after
 /// registering the VM).

@@ -15,7 +15,7 @@
 //!   operation is not served; the literal request must be refused with an ARM error, and where
 //!   a SQL equivalent exists it is replayed too and must give the example's status.
 //!
-//! The specs are reference data outside the repo (`/work/shared/azure-specs`), loaded by path.
+//! The specs are reference data outside the repo (`../shared/azure-specs` beside the checkout), loaded by path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

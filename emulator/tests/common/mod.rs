@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod seed_bodies;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
