@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlvm_backup_shared::engine::Engine;
+use sqlvm_backup_shared::workflow::failure::{Failure, FailureClass};
 use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone)]
@@ -53,11 +54,13 @@ pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future
             let engine = engine.clone();
             let finished = finished.clone();
             tokio::spawn(async move {
-                let wf = d.message.workflow_id.clone();
-                let step = d.message.step.name();
-                match engine.run_or_give_back(d).await {
-                    Ok(outcome) => tracing::debug!(workflow_id = %wf, step, ?outcome, "step done"),
-                    Err(e) => tracing::warn!(workflow_id = %wf, step, error = %e, "step failed"),
+                let (wf, step, receipt, count) = (d.message.workflow_id.clone(), d.message.step.name(), d.receipt.clone(), d.dequeue_count);
+                // The step runs in a task of its own so that a panic is seen here, not lost.
+                let runner = engine.clone();
+                match tokio::spawn(async move { runner.run_or_give_back(d).await }).await {
+                    Ok(Ok(outcome)) => tracing::debug!(workflow_id = %wf, step, ?outcome, "step done"),
+                    Ok(Err(e)) => tracing::warn!(workflow_id = %wf, step, error = %e, "step failed"),
+                    Err(panic) => after_panic(&engine, &wf, step, &receipt, count, &panic.to_string()).await,
                 }
                 drop(permit);
                 finished.notify_one();
@@ -87,5 +90,20 @@ async fn futures_now<F: Future<Output = ()> + Unpin>(f: &mut F) -> bool {
         biased;
         _ = f => true,
         _ = std::future::ready(()) => false,
+    }
+}
+
+/// A step panicked: give its message back with a back-off, or, on the last delivery the engine
+/// allows, record the workflow as failed and poison the message, as for any other failure.
+async fn after_panic(engine: &Engine, workflow_id: &str, step: &str, receipt: &str, count: u32, panic: &str) {
+    tracing::error!(workflow_id, step, panic, "step panicked");
+    let backend = engine.backend();
+    if count >= engine.options().max_deliveries {
+        let reason = format!("step {step} panicked on each of {count} deliveries: {panic}");
+        let failure = Failure::local("StepPanicked", reason.clone(), FailureClass::Permanent);
+        engine.fail_workflow(workflow_id, failure).await;
+        let _ = backend.poison(receipt, &reason).await;
+    } else {
+        let _ = backend.release(receipt, Duration::from_secs(2u64.saturating_pow(count.min(8)))).await;
     }
 }
