@@ -181,10 +181,6 @@ impl DatabaseSpec {
     pub fn new(name: &str) -> Self {
         DatabaseSpec { name: name.into(), recovery_model: default_recovery_model(), backup_fails: None }
     }
-    /// System databases need different rules (no differential or log on `master`).
-    pub fn is_system(&self) -> bool {
-        ["master", "model", "msdb", "tempdb"].iter().any(|s| s.eq_ignore_ascii_case(&self.name))
-    }
 }
 
 /// Why a scenario could not be used.

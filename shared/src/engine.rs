@@ -271,11 +271,9 @@ impl Engine {
         } else {
             None
         };
-        let (answer, plan_url) = match (&stop, steps::plan(&msg, &loaded.value, &ctx)) {
-            (Some(_), _) => (None, None),
-            (None, Plan::Local) => (None, None),
+        let answer = match (&stop, steps::plan(&msg, &loaded.value, &ctx)) {
+            (Some(_), _) | (None, Plan::Local) => None,
             (None, Plan::Arm(call)) => {
-                let url = call.url.clone();
                 let mut req = match call.method {
                     "PUT" => ArmRequest::put(&call.url, call.body.unwrap_or_default()),
                     "POST" => ArmRequest::post(&call.url, call.body),
@@ -285,8 +283,7 @@ impl Engine {
                 if !call.retriable {
                     req = req.not_retriable();
                 }
-                let trigger_redelivered = matches!(msg.step, Step::Trigger { .. }) && d.dequeue_count > 1;
-                if trigger_redelivered { (None, None) } else { (Some(self.arm.send(req).await), Some(url)) }
+                Some(self.arm.send(req).await)
             }
         };
         let step_name = msg.step.name();
@@ -302,7 +299,7 @@ impl Engine {
                 st.polls += 1;
             }
             st.done_steps.insert(msg.step_id.clone());
-            st.steps.push(record(&msg, answer.as_ref(), plan_url.as_deref(), now));
+            st.steps.push(record(&msg, answer.as_ref(), now));
             let next = match &stop {
                 Some(f) => {
                     st.failure.get_or_insert(f.clone());
@@ -364,16 +361,6 @@ impl Engine {
         }
     }
 
-    /// Receive up to `max` due messages and run them one after another (tests, simple loops).
-    pub async fn run_due(&self, max: usize) -> Result<usize, EngineError> {
-        let deliveries = self.backend.receive(max, self.opts.lease).await?;
-        let n = deliveries.len();
-        for d in deliveries {
-            self.run_or_give_back(d).await?;
-        }
-        Ok(n)
-    }
-
     /// Run a delivery; on an engine error give the message back with a back-off, and on the
     /// last allowed delivery record the workflow as failed before poisoning the message.
     pub async fn run_or_give_back(&self, d: Delivery) -> Result<Outcome, EngineError> {
@@ -417,7 +404,7 @@ impl Engine {
 }
 
 /// The history entry of a step.
-fn record(msg: &StepMessage, answer: Option<&Result<ArmAnswer, ArmError>>, url: Option<&str>, now: DateTime<Utc>) -> StepRecord {
+fn record(msg: &StepMessage, answer: Option<&Result<ArmAnswer, ArmError>>, now: DateTime<Utc>) -> StepRecord {
     let op_id = |u: &str| u.split('?').next().and_then(|p| p.rsplit('/').next()).map(str::to_string);
     let (http_status, operation_id, job_id, note) = match answer {
         Some(Ok(a)) => {
@@ -437,7 +424,6 @@ fn record(msg: &StepMessage, answer: Option<&Result<ArmAnswer, ArmError>>, url: 
         Some(Err(e)) => (e.status(), None, None, Some(format!("{}: {}", e.code(), e))),
         None => (None, None, None, None),
     };
-    let _ = url;
     StepRecord { step: msg.step.name().to_string(), child: msg.child, at: now, http_status, operation_id, job_id, note }
 }
 

@@ -9,7 +9,7 @@ use crate::error::ArmError;
 use crate::names::{key, vm_id};
 use crate::world::{World, render};
 
-pub fn get_vm(world: &mut World, req: &ArmRequest, q: &Query, sub: &str, rg: &str, name: &str) -> ArmResponse {
+pub fn get_vm(world: &mut World, q: &Query, sub: &str, rg: &str, name: &str) -> ArmResponse {
     let op = "VirtualMachines_Get";
     let run = || -> Result<Value, ArmError> {
         q.api_version(COMPUTE_API_VERSIONS, "Microsoft.Compute")?;
@@ -22,7 +22,6 @@ pub fn get_vm(world: &mut World, req: &ArmRequest, q: &Query, sub: &str, rg: &st
         })?;
         Ok(render::vm(vm))
     };
-    let _ = req;
     match run() {
         Ok(v) => ArmResponse::ok(op, v),
         Err(e) => ArmResponse::error(op, &e),

@@ -172,7 +172,7 @@ pub fn handle_parsed(world: &mut World, req: &ArmRequest, parsed: Result<Route, 
         Err(e) => return ArmResponse::error(op_id, &e),
     };
     match route {
-        Route::Vm { subscription, resource_group, name } => compute::get_vm(world, req, &query, &subscription, &resource_group, &name),
+        Route::Vm { subscription, resource_group, name } => compute::get_vm(world, &query, &subscription, &resource_group, &name),
         Route::VmList { subscription, resource_group } => compute::list_vms(world, req, &query, &subscription, resource_group.as_deref()),
         Route::Vault(vp, vr) => {
             let api_version = match query.api_version(BACKUP_API_VERSIONS, "Microsoft.RecoveryServices") {
@@ -190,7 +190,7 @@ pub fn handle_parsed(world: &mut World, req: &ArmRequest, parsed: Result<Route, 
                 Err(e) => return ArmResponse::error(op_id, &e),
             };
             let ctx = Ctx { req, query, api_version, vault_key };
-            let result = dispatch(world, &ctx, vr, op_id);
+            let result = dispatch(world, &ctx, vr);
             match result {
                 Ok(mut r) => {
                     r.operation_id = op_id;
@@ -246,7 +246,7 @@ fn check_fabric(fabric: &str) -> Result<(), ArmError> {
     }
 }
 
-fn dispatch(world: &mut World, ctx: &Ctx, vr: VaultRoute, _op: &'static str) -> Result<ArmResponse, ArmError> {
+fn dispatch(world: &mut World, ctx: &Ctx, vr: VaultRoute) -> Result<ArmResponse, ArmError> {
     use Method::*;
     use VaultRoute as V;
     let m = ctx.req.method;
@@ -294,7 +294,7 @@ fn dispatch(world: &mut World, ctx: &Ctx, vr: VaultRoute, _op: &'static str) -> 
         V::Jobs => tracking::list_jobs(world, ctx),
         V::Job { job } => tracking::get_job(world, ctx, &job),
         V::CancelJob { job } => tracking::cancel_job(world, ctx, &job),
-        V::JobOperationResult { op, .. } => tracking::job_result(world, ctx, &op),
+        V::JobOperationResult { op, .. } => tracking::vault_result(world, ctx, &op),
         V::VaultOperationResult { op } => tracking::vault_result(world, ctx, &op),
         V::VaultOperationStatus { op } => tracking::status(world, ctx, &op),
     }

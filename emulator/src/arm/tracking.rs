@@ -90,10 +90,6 @@ pub fn vault_result(world: &mut World, ctx: &Ctx, op: &str) -> Result<ArmRespons
     }
 }
 
-pub fn job_result(world: &mut World, ctx: &Ctx, op: &str) -> Result<ArmResponse, ArmError> {
-    vault_result(world, ctx, op)
-}
-
 /// Any operationsStatus URL: 200 with `OperationStatus`, whatever the state.
 pub fn status(world: &mut World, ctx: &Ctx, op: &str) -> Result<ArmResponse, ArmError> {
     let o = operation(world, ctx, op)?;

@@ -150,11 +150,6 @@ impl World {
         self.next_number
     }
 
-    /// How many completions are still pending (for the control API and tests).
-    pub fn pending_events(&self) -> usize {
-        self.events.len()
-    }
-
     pub fn vault(&self, vault_key: &str) -> Option<&Vault> {
         self.vaults.get(vault_key)
     }

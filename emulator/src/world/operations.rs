@@ -547,7 +547,9 @@ impl World {
         let vm = self.vms.get(&item.vm_key).cloned();
         let db_spec = vm.as_ref().and_then(|vm| vm.find_db(&item.instance, &item.database).map(|(_, d)| d.clone()));
         let is_master = item.database.eq_ignore_ascii_case("master");
-        let planned_error = if self.running_backup(vault_key, &ik).is_some() {
+        // Refusals of the request itself end the job at once; a scripted failure (backup_fails)
+        // fails after the job has run its course, as a real transfer failure would.
+        let refusal = if self.running_backup(vault_key, &ik).is_some() {
             Some(JobError {
                 error_code: 510008,
                 title: "OperationCancelledBecauseConflictingOperationRunningUserError".into(),
@@ -575,12 +577,12 @@ impl World {
                 recommendations: vec!["Use a backup type the database supports.".into()],
             })
         } else {
-            db_spec.as_ref().and_then(|d| d.backup_fails.as_ref()).map(JobError::from_spec)
+            None
         };
+        let immediate_failure = refusal.is_some();
+        let planned_error = refusal.or_else(|| db_spec.as_ref().and_then(|d| d.backup_fails.as_ref()).map(JobError::from_spec));
         let entity = self.db_entity(&item.vm_key, &item.instance, &item.database);
         let job_id = self.new_job(vault_key, backup_type.job_operation(), entity, Some(ik.clone()), now);
-        let immediate_failure =
-            planned_error.as_ref().is_some_and(|e| e.error_code == 510008 || e.error_code == 590012 || e.error_code == 590013);
         let job_ms = match backup_type {
             BackupType::Full | BackupType::CopyOnlyFull => self.settings.timings.full_backup_job_ms,
             BackupType::Differential => self.settings.timings.differential_backup_job_ms,

@@ -207,6 +207,9 @@ pub fn plan(msg: &StepMessage, state: &WorkflowState, ctx: &StepCtx) -> Plan {
             })))
         }
         Step::PrepareTrigger { .. } => Plan::Local,
+        // Delivered before: the POST may have reached the service, so `decide` looks for the
+        // job instead of sending it again.
+        Step::Trigger { .. } if ctx.dequeue_count > 1 => Plan::Local,
         Step::Trigger { container, item } => {
             let (bt, days) = match &state.input {
                 WorkflowInput::Backup(b) => (b.backup_type, b.retention_days),
@@ -383,13 +386,7 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
     match (msg.step.clone(), answer) {
         // ----- protect -----------------------------------------------------------------
         (Step::ResolveTarget, Some(Ok(a))) => resolve_target(state, &a.body, o),
-        (Step::Refresh { round }, Some(Ok(a))) => {
-            let url = a.tracking_url().map(str::to_string);
-            match url {
-                Some(u) => vec![after(state, Step::PollRefresh { round }, None, Some(u), 0, clamp(a.retry_after, o))],
-                None => vec![now_(state, Step::FindContainer { round }, None, None)],
-            }
-        }
+        (Step::Refresh { round }, Some(Ok(a))) => follow(state, a, o, Step::PollRefresh { round }, Step::FindContainer { round }),
         (Step::PollRefresh { round }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
             Poll::Running(d) => poll_again(state, msg, d),
             Poll::Done(_) => vec![now_(state, Step::FindContainer { round }, None, None)],
@@ -425,17 +422,9 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
                 ),
             }
         }
-        (Step::Register { container }, Some(Ok(a))) => match a.tracking_url() {
-            Some(u) if a.status == 202 => vec![after(
-                state,
-                Step::PollRegister { container: container.clone() },
-                None,
-                Some(u.to_string()),
-                0,
-                clamp(a.retry_after, o),
-            )],
-            _ => vec![now_(state, Step::Inquire { container: container.clone() }, None, None)],
-        },
+        (Step::Register { container }, Some(Ok(a))) => {
+            follow(state, a, o, Step::PollRegister { container: container.clone() }, Step::Inquire { container })
+        }
         (Step::Register { container }, Some(Err(e))) if e.code().to_ascii_lowercase().contains("alreadyregistered") => {
             vec![now_(state, Step::VerifyRegistration { container: container.clone() }, None, None)]
         }
@@ -457,17 +446,9 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
                 )
             }
         }
-        (Step::Inquire { container }, Some(Ok(a))) => match a.tracking_url() {
-            Some(u) if a.status == 202 => vec![after(
-                state,
-                Step::PollInquire { container: container.clone() },
-                None,
-                Some(u.to_string()),
-                0,
-                clamp(a.retry_after, o),
-            )],
-            _ => vec![now_(state, Step::ListProtectable { container: container.clone() }, None, None)],
-        },
+        (Step::Inquire { container }, Some(Ok(a))) => {
+            follow(state, a, o, Step::PollInquire { container: container.clone() }, Step::ListProtectable { container })
+        }
         (Step::PollInquire { container }, Some(Ok(a))) => match read_poll(a, o, msg.wait_ms) {
             Poll::Running(d) => poll_again(state, msg, d),
             Poll::Done(body) => {
@@ -623,6 +604,15 @@ pub fn decide(msg: &StepMessage, state: &mut WorkflowState, answer: Option<&Resu
 /// The service refused the request before doing anything (429, or it never arrived).
 fn refused_unprocessed(e: &ArmError) -> bool {
     matches!(e, ArmError::Throttled { .. } | ArmError::Transport { sent: false, .. }) || e.status() == Some(429)
+}
+
+/// An accepted request (202): poll its tracking URL after the `Retry-After`. An answer that is
+/// already final goes straight on to `then`.
+fn follow(state: &WorkflowState, a: &ArmAnswer, o: &StepOptions, poll: Step, then: Step) -> Next {
+    match a.tracking_url() {
+        Some(u) if a.status == 202 => vec![after(state, poll, None, Some(u.to_string()), 0, clamp(a.retry_after, o))],
+        _ => vec![now_(state, then, None, None)],
+    }
 }
 
 /// The same poll again after `delay`, keeping its URL.
