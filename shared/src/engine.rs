@@ -211,6 +211,7 @@ impl Engine {
             children: vec![],
             failure: None,
             done_steps: Default::default(),
+            outbox: Default::default(),
             open: 1,
         };
         let first = StepMessage {
@@ -224,9 +225,35 @@ impl Engine {
             wait_ms: None,
         };
         state.updated_at = now;
+        let atomic = self.backend.atomic_commit();
+        if !atomic {
+            state.outbox.insert(SUBMIT_OUTBOX_KEY.to_string(), vec![OutboxMessage { message: first.clone(), delay_ms: 0 }]);
+        }
         let created = self.backend.start(&state, vec![Scheduled { message: first, delay: Duration::ZERO }]).await?;
+        if !created && !atomic {
+            self.resend_unsent_start(&id).await?;
+        }
         tracing::info!(workflow_id = %id, created, origin, "workflow submitted");
         Ok(Submitted { id, created })
+    }
+
+    /// A repeated submit of a workflow whose first step never ran: the first start may have
+    /// stored the state and died before sending, so send the first message again (a duplicate
+    /// is recognised by its step id).
+    async fn resend_unsent_start(&self, id: &str) -> Result<(), BackendError> {
+        for _ in 0..4 {
+            let Some(loaded) = self.backend.load(id).await? else { return Ok(()) };
+            let next = resend(&loaded.value, SUBMIT_OUTBOX_KEY);
+            if next.is_empty() || loaded.value.status.is_terminal() {
+                return Ok(());
+            }
+            let commit = Commit { state: loaded.value, expected_version: loaded.version, next, ack: None, durable: false };
+            match self.backend.commit(commit).await {
+                Err(BackendError::Conflict) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Ok(())
     }
 
     fn lock_for(&self, workflow_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -252,9 +279,12 @@ impl Engine {
             self.backend.poison(&d.receipt, &reason).await?;
             return Ok(Outcome::Poisoned(reason));
         };
+        let atomic = self.backend.atomic_commit();
         if loaded.value.status.is_terminal() || loaded.value.done_steps.contains(&msg.step_id) {
             let outcome = if loaded.value.status.is_terminal() { Outcome::WorkflowEnded } else { Outcome::Duplicate };
-            self.commit_with_retry(loaded, &msg, &d, |st| (st.clone(), vec![])).await?;
+            // After a partial commit the step is applied but what it sent may never have left.
+            let again = |st: &WorkflowState| if atomic || st.status.is_terminal() { vec![] } else { resend(st, &msg.step_id) };
+            self.commit_with_retry(loaded, &msg, &d, |st| (st.clone(), again(st))).await?;
             return Ok(outcome);
         }
         let now = Utc::now();
@@ -308,6 +338,9 @@ impl Engine {
                 None => steps::decide(&msg, &mut st, answer.as_ref(), &ctx),
             };
             st.open = (st.open + next.len() as u32).saturating_sub(1);
+            if !atomic {
+                track_outbox(&mut st, &msg.step_id, &next);
+            }
             finish_if_done(&mut st);
             sent.store(next.len(), std::sync::atomic::Ordering::Relaxed);
             (st, next)
@@ -394,6 +427,7 @@ impl Engine {
             let mut st = loaded.value.clone();
             st.failure.get_or_insert(failure.clone());
             st.status = WorkflowStatus::Failed;
+            st.outbox.clear();
             st.updated_at = Utc::now();
             let c = Commit { state: st, expected_version: loaded.version, next: vec![], ack: None, durable: true };
             if self.backend.commit(c).await.is_ok() {
@@ -427,6 +461,28 @@ fn record(msg: &StepMessage, answer: Option<&Result<ArmAnswer, ArmError>>, now: 
     StepRecord { step: msg.step.name().to_string(), child: msg.child, at: now, http_status, operation_id, job_id, note }
 }
 
+/// The messages `sender` sent that have not been applied yet, to send again.
+fn resend(st: &WorkflowState, sender: &str) -> Vec<Scheduled> {
+    let Some(sent) = st.outbox.get(sender) else { return vec![] };
+    sent.iter()
+        .filter(|m| !st.done_steps.contains(&m.message.step_id))
+        .map(|m| Scheduled { message: m.message.clone(), delay: Duration::from_millis(m.delay_ms) })
+        .collect()
+}
+
+/// Step `applied` has been applied: it leaves the outbox entry that sent it, and what it sends
+/// now becomes its own entry.
+fn track_outbox(st: &mut WorkflowState, applied: &str, sent: &[Scheduled]) {
+    st.outbox.retain(|_, msgs| {
+        msgs.retain(|m| m.message.step_id != applied);
+        !msgs.is_empty()
+    });
+    if !sent.is_empty() {
+        let entry = sent.iter().map(|s| OutboxMessage { message: s.message.clone(), delay_ms: s.delay.as_millis() as u64 }).collect();
+        st.outbox.insert(applied.to_string(), entry);
+    }
+}
+
 /// When nothing is in flight, the workflow has ended: decide how.
 fn finish_if_done(st: &mut WorkflowState) {
     let parent_failed = st.failure.is_some();
@@ -440,6 +496,7 @@ fn finish_if_done(st: &mut WorkflowState) {
             failure: Failure::local("Abandoned", "The workflow ended before this database's work did.", FailureClass::Permanent),
         };
     }
+    st.outbox.clear();
     st.status = match (failed, ok) {
         _ if parent_failed => WorkflowStatus::Failed,
         (0, _) => WorkflowStatus::Succeeded,

@@ -98,4 +98,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn next_visible_in(&self) -> Result<Option<Duration>, BackendError> {
         Ok(None)
     }
+    /// Whether `commit` and `start` store the state, send the messages and acknowledge as one
+    /// unit. When they don't (a queue plus a blob store), the engine keeps the messages a step
+    /// sent in the state's outbox until they are applied, and sends them again when the step
+    /// is redelivered after a partial commit.
+    fn atomic_commit(&self) -> bool {
+        true
+    }
 }

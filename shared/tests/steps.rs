@@ -49,6 +49,7 @@ fn protect_state() -> WorkflowState {
         children: vec![],
         failure: None,
         done_steps: Default::default(),
+        outbox: Default::default(),
         open: 1,
     }
 }

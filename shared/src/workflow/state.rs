@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::failure::Failure;
 
@@ -228,7 +228,25 @@ pub struct WorkflowState {
     /// one and adds the messages it sends; the workflow ends when none is left.
     #[serde(default)]
     pub open: u32,
+    /// Messages sent by applied steps and not applied yet themselves, keyed by the step that sent
+    /// them (`submit` for the first one). Kept only on backends whose commit is not one atomic
+    /// unit (Azure Storage writes the state, then sends, then deletes): a step redelivered after a
+    /// crash between those calls finds its step applied and sends these again, so the chain never
+    /// breaks. Empty on the embedded store.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outbox: BTreeMap<String, Vec<OutboxMessage>>,
 }
+
+/// A message as sent: kept in [`WorkflowState::outbox`] until it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxMessage {
+    pub message: crate::workflow::message::StepMessage,
+    pub delay_ms: u64,
+}
+
+/// The outbox key of the first message of a workflow (sent by `submit`, not by a step).
+pub const SUBMIT_OUTBOX_KEY: &str = "submit";
 
 impl WorkflowState {
     pub fn subscription_id(&self) -> Option<String> {
