@@ -140,6 +140,7 @@ async fn steps_per_second(vms: usize, dbs: usize, subscriptions: usize, vaults: 
         WorkerOptions {
             concurrency: std::env::var("BENCH_CONC").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
             idle_poll: Duration::from_millis(5),
+            ..Default::default()
         },
         async move {
             let _ = stopped.changed().await;

@@ -16,9 +16,13 @@ pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: String,
     pub arm: ArmConfig,
-    /// The embedded store (one SQLite file).
+    /// The embedded store (one SQLite file), used unless `azureStorage` is set.
     #[serde(default = "default_db")]
     pub database: PathBuf,
+    /// Keep steps on an Azure Storage queue and workflow state in blobs instead of SQLite: the
+    /// same deployment then runs as a container beside the Function App, or against Azurite.
+    #[serde(default)]
+    pub azure_storage: Option<crate::azure_storage::config::AzureStorageConfig>,
     pub api: crate::api::ApiConfig,
     #[serde(default)]
     pub rules: Rules,
@@ -127,6 +131,17 @@ impl Config {
             toml::from_str(&text).map_err(|e| ConfigError::Parse(shown, e.to_string()))
         } else {
             serde_json::from_str(&text).map_err(|e| ConfigError::Parse(shown, e.to_string()))
+        }
+    }
+
+    /// The configuration an app setting holds: inline JSON (it starts with `{`), or the path of
+    /// a file (relative to the working directory, which the Functions host sets to the app root).
+    pub fn from_setting(value: &str) -> Result<Config, ConfigError> {
+        let trimmed = value.trim();
+        if trimmed.starts_with('{') {
+            serde_json::from_str(trimmed).map_err(|e| ConfigError::Parse("the inline configuration".into(), e.to_string()))
+        } else {
+            Config::load(Path::new(trimmed))
         }
     }
 }

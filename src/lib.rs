@@ -1,6 +1,7 @@
 //! Library part of `sqlvm-backup`: the runtime adapters the binary wires together.
 
 pub mod api;
+pub mod azure_storage;
 pub mod config;
 pub mod embedded;
 pub mod events;

@@ -23,8 +23,19 @@ pub enum ServeError {
     Listen(String, std::io::Error),
 }
 
-/// Build the engine a configuration describes.
+/// Build the engine a configuration describes, on the store it names.
 pub fn engine(cfg: &Config) -> Result<Arc<Engine>, ServeError> {
+    let backend: Arc<dyn Backend> = match &cfg.azure_storage {
+        Some(storage) => storage.backend().map_err(|e| ServeError::Config(format!("azureStorage: {e}")))?,
+        None => Arc::new(
+            SqliteBackend::open(&cfg.database).map_err(|e| ServeError::Config(format!("database {}: {e}", cfg.database.display())))?,
+        ),
+    };
+    engine_on(cfg, backend)
+}
+
+/// Build the engine a configuration describes, on the given store.
+pub fn engine_on(cfg: &Config, backend: Arc<dyn Backend>) -> Result<Arc<Engine>, ServeError> {
     let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
     if let Some(pem_path) = &cfg.arm.trust_cert {
         let pem = std::fs::read(pem_path).map_err(|e| ServeError::Config(format!("trustCert {}: {e}", pem_path.display())))?;
@@ -41,9 +52,16 @@ pub fn engine(cfg: &Config) -> Result<Arc<Engine>, ServeError> {
     let arm = ArmClient::new(&cfg.arm.endpoint, credential, Some(opts))
         .map_err(|e| ServeError::Config(format!("arm endpoint: {e}")))?
         .with_http_client(http);
-    let backend: Arc<dyn Backend> =
-        Arc::new(SqliteBackend::open(&cfg.database).map_err(|e| ServeError::Config(format!("database {}: {e}", cfg.database.display())))?);
     Ok(Arc::new(Engine::new(backend, arm, cfg.engine.engine_options(&cfg.rules))))
+}
+
+/// Wait between polls of an empty queue: a local SQLite query is nearly free, while every
+/// Azure Storage poll is a billed transaction (the Functions host backs off to 2 s as well).
+fn idle_poll_ceiling(cfg: &Config) -> std::time::Duration {
+    match cfg.azure_storage {
+        Some(_) => std::time::Duration::from_secs(2),
+        None => WorkerOptions::default().max_idle_poll,
+    }
 }
 
 /// Run until `shutdown` resolves; `ready` is called with the bound address once listening.
@@ -53,7 +71,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     cfg.api.validate().map_err(|e| ServeError::Config(e.to_string()))?;
-    let engine = engine(&cfg)?;
+    let engine = match &cfg.azure_storage {
+        Some(storage) => {
+            let backend = storage.backend().map_err(|e| ServeError::Config(format!("azureStorage: {e}")))?;
+            // Standalone, nothing else creates them; in Azure the infrastructure does.
+            backend.create_resources().await.map_err(|e| ServeError::Config(format!("azureStorage: {e}")))?;
+            engine_on(&cfg, backend)?
+        }
+        None => engine(&cfg)?,
+    };
     let mut app = crate::api::router(engine.clone(), Arc::new(cfg.api.clone()));
     if let Some(rules) = &cfg.events {
         rules.validate().map_err(|e| ServeError::Config(e.to_string()))?;
@@ -73,7 +99,7 @@ pub async fn run(
     };
     let worker = tokio::spawn(worker::run(
         engine.clone(),
-        WorkerOptions { concurrency: cfg.engine.concurrency.max(1), ..Default::default() },
+        WorkerOptions { concurrency: cfg.engine.concurrency.max(1), max_idle_poll: idle_poll_ceiling(&cfg), ..Default::default() },
         wait(stop_rx.clone()),
     ));
     let sched = scheduler.map(|s| tokio::spawn(s.run(wait(stop_rx.clone()))));

@@ -20,11 +20,14 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Wait between polls of an empty queue (default 25 ms): the latency added to every delay.
     pub idle_poll: Duration,
+    /// While the queue stays empty and the backend cannot say when the next message is due, the
+    /// wait doubles from `idle_poll` up to this (default 25 ms: no back-off).
+    pub max_idle_poll: Duration,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { concurrency: 64, idle_poll: Duration::from_millis(25) }
+        WorkerOptions { concurrency: 64, idle_poll: Duration::from_millis(25), max_idle_poll: Duration::from_millis(25) }
     }
 }
 
@@ -35,6 +38,7 @@ pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future
     // loop instead of leaving that message to the next idle poll.
     let finished = Arc::new(tokio::sync::Notify::new());
     tokio::pin!(shutdown);
+    let mut empty_polls = 0u32;
     loop {
         let free = permits.available_permits();
         let batch = if free == 0 {
@@ -49,6 +53,7 @@ pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future
             }
         };
         let idle = batch.is_empty();
+        empty_polls = if idle { empty_polls.saturating_add(1) } else { 0 };
         for d in batch {
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             let engine = engine.clone();
@@ -70,7 +75,8 @@ pub async fn run(engine: Arc<Engine>, opts: WorkerOptions, shutdown: impl Future
             // Sleep until the next message is due (a Retry-After is honoured to the millisecond),
             // but no longer than `idle_poll`, so new work from the API is seen quickly.
             let next = engine.backend().next_visible_in().await.ok().flatten();
-            let wait = next.map_or(opts.idle_poll, |d| d.min(opts.idle_poll));
+            let backed_off = opts.idle_poll.saturating_mul(1 << empty_polls.min(10)).min(opts.max_idle_poll.max(opts.idle_poll));
+            let wait = next.map_or(backed_off, |d| d.min(opts.idle_poll));
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(wait) => {}

@@ -73,9 +73,13 @@ async fn a_panicking_step_is_retried_then_poisoned_with_the_workflow_failed() {
     let id = engine.submit(input, "test", None).await.unwrap().id;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let e = engine.clone();
-    let w = tokio::spawn(worker::run(e, WorkerOptions { concurrency: 2, idle_poll: Duration::from_millis(20) }, async move {
-        let _ = stopped.changed().await;
-    }));
+    let w = tokio::spawn(worker::run(
+        e,
+        WorkerOptions { concurrency: 2, idle_poll: Duration::from_millis(20), ..Default::default() },
+        async move {
+            let _ = stopped.changed().await;
+        },
+    ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let st = loop {
         let st = sqlite.load(&id).await.unwrap().unwrap().value;

@@ -2,6 +2,8 @@
 //! engine on an in-memory SQLite backend, and a worker pool running until the test ends.
 #![allow(dead_code)]
 
+pub mod azurite;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +101,7 @@ impl Harness {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let e = engine.clone();
         let worker = tokio::spawn(async move {
-            worker::run(e, WorkerOptions { concurrency: 8, idle_poll: Duration::from_millis(10) }, async move {
+            worker::run(e, WorkerOptions { concurrency: 8, idle_poll: Duration::from_millis(10), ..Default::default() }, async move {
                 let _ = stopped.changed().await;
             })
             .await

@@ -1,0 +1,112 @@
+//! `sqlvm-backup serve` on Azure Storage (Azurite): the standalone worker polls the step queue
+//! itself, as it does in a container beside the Function App. Also `requeue-poison` on the
+//! `<queue>-poison` queue.
+
+mod common;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::azurite::{Azurite, DEV_ACCOUNT, DEV_KEY};
+use common::{VAULT, VM};
+use sqlvm_backup::azure_storage::config::AzureStorageConfig;
+use sqlvm_backup_emulator::server::{self, SimulatorOptions};
+
+const KEY: &str = "test-key-0123456789";
+
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_azure_storage_runs_the_seed_workflow_and_requeues_poison() {
+    let azurite = Azurite::start();
+    let sim = server::start(common::seed(), SimulatorOptions::default()).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("sqlvm-serve-az-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let storage = json!({
+        "queueEndpoint": azurite.queue_endpoint, "blobEndpoint": azurite.blob_endpoint,
+        "accountName": DEV_ACCOUNT, "accountKey": DEV_KEY, "queue": "serve-steps", "container": "serve-state"
+    });
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({
+            "listen": "127.0.0.1:0",
+            "arm": { "endpoint": sim.base_url, "credential": { "kind": "managedIdentity" } },
+            "api": { "auth": { "mode": "apiKey", "keys": [{ "name": "test", "key": KEY, "vaults": ["*"] }] } },
+            "engine": { "delayFloorSeconds": 0.0, "delayCeilingSeconds": 1.0, "jobPollSeconds": 0.2, "leaseSeconds": 5 },
+            "azureStorage": storage,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlvm-backup"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("IDENTITY_ENDPOINT", sim.identity_endpoint())
+        .env("IDENTITY_HEADER", sim.identity_header())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _serve = Serve(child);
+    let base = lines.next().unwrap().unwrap().strip_prefix("ready on ").expect("ready line").to_string();
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).header("x-api-key", KEY).json(&body).send();
+    let wait = |id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let start = Instant::now();
+            loop {
+                let st: Value =
+                    http.get(format!("{base}/api/workflows/{id}")).header("x-api-key", KEY).send().await.unwrap().json().await.unwrap();
+                if st["status"] != "running" {
+                    return st;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "{st:#}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let r =
+        post("/api/protect", json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup", "databases": { "includeSystem": true } }))
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 202);
+    let st = wait(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()).await;
+    assert_eq!(st["status"], "succeeded", "{st:#}");
+    assert_eq!(st["children"].as_array().unwrap().len(), 5);
+    let r = post("/api/backups", json!({ "vaultId": VAULT, "backupType": "Full", "databases": { "includeSystem": true } })).await.unwrap();
+    let st = wait(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()).await;
+    assert_eq!(st["status"], "succeeded", "{st:#}");
+    // The list comes from blob metadata, newest first.
+    let list: Value =
+        http.get(format!("{base}/api/workflows?kind=backup")).header("x-api-key", KEY).send().await.unwrap().json().await.unwrap();
+    let items = list["value"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list:#}");
+    assert_eq!(items[0]["kind"], "backup");
+    drop(_serve);
+
+    // requeue-poison moves the poison queue's messages back, text unchanged.
+    let cfg: AzureStorageConfig = serde_json::from_value(storage).unwrap();
+    let backend = cfg.backend().unwrap();
+    backend.poison_queue().send(r#"{"not":"a step"}"#, Duration::ZERO).await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sqlvm-backup")).args(["requeue-poison", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 message(s)"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(backend.poison_queue().peek(32).await.unwrap().is_empty());
+    assert_eq!(backend.queue().peek(32).await.unwrap(), vec![r#"{"not":"a step"}"#.to_string()]);
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
