@@ -35,6 +35,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlvm_backup_shared::engine::{self, Engine, SubmitError};
+use sqlvm_backup_shared::ports::BackendError;
 use sqlvm_backup_shared::resource_id::ResourceId;
 use sqlvm_backup_shared::secret::Secret;
 use sqlvm_backup_shared::workflow::select::glob;
@@ -65,6 +66,8 @@ pub struct EventRules {
     pub dedupe_window_seconds: u64,
     #[serde(default)]
     pub protect: ProtectDefaults,
+    /// Required by the webhook (`serve`); not used behind the Functions Event Grid trigger.
+    #[serde(default)]
     pub auth: EventAuth,
 }
 
@@ -85,7 +88,7 @@ pub struct ProtectDefaults {
     pub initial_full_backup: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventAuth {
     /// Expected in the `aeg-sas-key` header or the `code` query parameter.
@@ -97,10 +100,17 @@ pub struct EventAuth {
 pub struct RulesError(pub String);
 
 impl EventRules {
+    /// Checks the rules for the webhook, which authenticates callers with `auth.key` itself.
     pub fn validate(&self) -> Result<(), RulesError> {
         if self.auth.key.expose().chars().count() < 16 {
             return Err(RulesError("auth.key must be at least 16 characters".into()));
         }
+        self.validate_filters()
+    }
+
+    /// Checks everything but the key: behind an Event Grid trigger the Functions host has
+    /// authenticated the delivery, and the key is not used.
+    pub fn validate_filters(&self) -> Result<(), RulesError> {
         if self.dedupe_window_seconds == 0 || self.dedupe_window_seconds > 7 * 24 * 3600 {
             return Err(RulesError(format!("dedupeWindowSeconds must be 1..=604800, not {}", self.dedupe_window_seconds)));
         }
@@ -300,12 +310,36 @@ async fn notify(State(s): State<AppState>, Query(query): Query<HashMap<String, S
         return (StatusCode::OK, axum::Json(json!({ "accepted": [], "ignored": [] }))).into_response();
     }
 
-    let window = s.rules.dedupe_window_seconds.max(1) as i64;
-    let bucket = (s.clock)().timestamp().div_euclid(window);
+    match submit_events(&s.engine, &s.rules, &events, (s.clock)()).await {
+        Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, "BackendUnavailable", format!("could not store the workflow: {err}")),
+    }
+}
+
+/// What a batch of events started and what it ignored (with why).
+#[derive(Debug, Serialize)]
+pub struct EventsOutcome {
+    accepted: Vec<Accepted>,
+    ignored: Vec<Ignored>,
+}
+
+impl EventsOutcome {
+    /// The workflow ids accepted events started (or found started).
+    pub fn workflow_ids(&self) -> Vec<&str> {
+        self.accepted.iter().map(|a| a.workflow_id.as_str()).collect()
+    }
+}
+
+/// Filter events and submit a protect workflow per selected VM, de-duplicated per VM and window.
+/// Only stores and enqueues, never calls ARM: an Event Grid delivery must be answered quickly.
+/// A backend error fails the whole batch so that it is delivered again.
+async fn submit_events(engine: &Engine, rules: &EventRules, events: &[Event], now: DateTime<Utc>) -> Result<EventsOutcome, BackendError> {
+    let window = rules.dedupe_window_seconds.max(1) as i64;
+    let bucket = now.timestamp().div_euclid(window);
     let mut accepted = Vec::new();
     let mut ignored = Vec::new();
-    for e in &events {
-        let vm = match select(&s.rules, e) {
+    for e in events {
+        let vm = match select(rules, e) {
             Ok(vm) => vm,
             Err(reason) => {
                 tracing::debug!(event_id = %e.id, %reason, "event ignored");
@@ -315,19 +349,43 @@ async fn notify(State(s): State<AppState>, Query(query): Query<HashMap<String, S
         };
         let vm_id = vm.to_string();
         let key = format!("vm-event:{}:{bucket}", vm_id.to_lowercase());
-        match s.engine.submit(s.rules.input(&vm_id), ORIGIN, Some(&key)).await {
+        match engine.submit(rules.input(&vm_id), ORIGIN, Some(&key)).await {
             Ok(sub) => {
                 tracing::info!(event_id = %e.id, vm_id = %vm_id, workflow_id = %sub.id, created = sub.created, "VM event accepted");
                 accepted.push(Accepted { event_id: e.id.clone(), vm_id, workflow_id: sub.id, created: sub.created });
             }
             Err(SubmitError::Invalid(f)) => ignored.push(Ignored { id: e.id.clone(), reason: f.message }),
             Err(SubmitError::Backend(err)) => {
-                tracing::error!(event_id = %e.id, error = %err, "VM event not stored; Event Grid will retry");
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "BackendUnavailable", format!("could not store the workflow: {err}"));
+                tracing::error!(event_id = %e.id, error = %err, "VM event not stored; it will be delivered again");
+                return Err(err);
             }
         }
     }
-    (StatusCode::OK, axum::Json(json!({ "accepted": accepted, "ignored": ignored }))).into_response()
+    Ok(EventsOutcome { accepted, ignored })
+}
+
+/// Events delivered by an Event Grid trigger of the Functions host, which has authenticated
+/// them already: each one an Event Grid or CloudEvents object. `Err` is for the host: answer
+/// non-2xx so the delivery is retried (a bad event is ignored with its reason, not an error).
+pub async fn submit_trigger_events(
+    engine: &Engine,
+    rules: &EventRules,
+    events: &[Value],
+    now: DateTime<Utc>,
+) -> Result<EventsOutcome, BackendError> {
+    let mut parsed = Vec::new();
+    let mut bad = Vec::new();
+    for (i, v) in events.iter().enumerate() {
+        match parse_event(v, false) {
+            Ok(e) => parsed.push(e),
+            Err(reason) => {
+                bad.push(Ignored { id: v.get("id").and_then(Value::as_str).map_or_else(|| format!("#{i}"), str::to_string), reason })
+            }
+        }
+    }
+    let mut outcome = submit_events(engine, rules, &parsed, now).await?;
+    outcome.ignored.extend(bad);
+    Ok(outcome)
 }
 
 #[cfg(test)]

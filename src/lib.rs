@@ -3,6 +3,7 @@
 pub mod api;
 pub mod azure_storage;
 pub mod config;
+pub mod custom_handler;
 pub mod embedded;
 pub mod events;
 pub mod functions_host;

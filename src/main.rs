@@ -72,7 +72,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Move poisoned step messages back to the queue once their cause is fixed.
+    /// Run as the Azure Functions custom handler (started by the Functions host, as host.json
+    /// says). Listens on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT; the configuration comes from
+    /// the SQLVM_BACKUP_CONFIG app setting (inline JSON or a path) and the StepQueue__* settings
+    /// (docs/deploy.md).
+    Functions,
+    /// Move poisoned step messages back to the queue once their cause is fixed (the SQLite
+    /// store, or the `<queue>-poison` queue with `azureStorage`).
     RequeuePoison {
         #[arg(long)]
         config: PathBuf,
@@ -86,10 +92,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo prints its own progress; logs would only interleave with it.
     let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into());
+    if matches!(cli.command, Command::Functions) {
+        // The Functions host records every stderr line as an error: warnings and errors go
+        // there, the rest to stdout, without colour codes (the log stream is not a terminal).
+        use tracing_subscriber::fmt::writer::MakeWriterExt;
+        let writer = std::io::stderr.with_max_level(tracing::Level::WARN).or_else(std::io::stdout);
+        tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     match cli.command {
         Command::Simulator {
             scenario,
@@ -145,22 +157,38 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { retry_after } => demo::run(SEED, retry_after).await,
         Command::Serve { config } => {
             let cfg = sqlvm_backup::config::Config::load(&config)?;
-            let shutdown = async {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            };
-            sqlvm_backup::serve::run(cfg, |addr| println!("ready on http://{addr}"), shutdown).await?;
+            sqlvm_backup::serve::run(cfg, |addr| println!("ready on http://{addr}"), shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Functions => {
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+            let settings = sqlvm_backup::custom_handler::HostSettings::from_env(&env)?;
+            sqlvm_backup::custom_handler::run(settings, |addr| tracing::info!(%addr, "custom handler ready"), shutdown_signal()).await?;
             Ok(())
         }
         Command::RequeuePoison { config } => {
             let cfg = sqlvm_backup::config::Config::load(&config)?;
-            let backend = sqlvm_backup::embedded::sqlite::SqliteBackend::open(&cfg.database)?;
-            let n = backend.requeue_poison().await?;
+            let n = match &cfg.azure_storage {
+                Some(storage) => storage.backend()?.requeue_poison().await?,
+                None => sqlvm_backup::embedded::sqlite::SqliteBackend::open(&cfg.database)?.requeue_poison().await?,
+            };
             println!("{n} message(s) moved back to the queue");
             Ok(())
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (what the Functions host and container runtimes send).
+async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

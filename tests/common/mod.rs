@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod host;
 
 use std::sync::Arc;
 use std::time::Duration;
