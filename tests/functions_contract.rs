@@ -89,6 +89,25 @@ impl Setup {
         (res["statusCode"].as_u64().unwrap() as u16, serde_json::from_str(res["body"].as_str().unwrap()).unwrap())
     }
 
+    /// Start a protect workflow through the `Protect` function; its id.
+    async fn protect(&self, body: Value) -> String {
+        let headers = [("Content-Type", "application/json"), ("x-api-key", KEY)];
+        let env = http_envelope("Protect", "POST", "/api/protect", &headers, Some(&body.to_string()), json!({}));
+        let (_, reply) = self.host.invoke("Protect", &env).await;
+        res_of(&reply).1["id"].as_str().expect("a workflow id").to_string()
+    }
+
+    /// A second handler on the same state container whose queue endpoint refuses every request
+    /// (a server that is not a queue service): its steps run and store their state, and then
+    /// fail to send what comes next.
+    async fn handler_that_cannot_send(&self, settings: QueueSettings) -> (HandlerProcess, Arc<FakeHost>) {
+        let mut broken = self.storage.clone();
+        broken["queueEndpoint"] = json!(format!("{}/devstoreaccount1", self.sim.base_url));
+        let bad = start(&self.sim, &self.dir, &config(&self.sim, &broken)).await;
+        let host = FakeHost::new(&bad.base, self.queue.clone(), self.poison.clone(), settings);
+        (bad, host)
+    }
+
     async fn take(&self) -> ReceivedStep {
         for _ in 0..100 {
             if let Some(m) = self.queue.receive(1, Duration::from_secs(30)).await.unwrap().pop() {
@@ -185,17 +204,7 @@ async fn queue_trigger_runs_a_step_once_and_poisons_what_is_not_a_step() {
     assert!(poisoned.iter().all(|t| t.contains("wf-7f3c")), "the original text is kept: {poisoned:?}");
 
     // A real step: submitted, then delivered twice (the host may deliver again).
-    let input = json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup" }).to_string();
-    let env = http_envelope(
-        "Protect",
-        "POST",
-        "/api/protect",
-        &[("Content-Type", "application/json"), ("x-api-key", KEY)],
-        Some(&input),
-        json!({}),
-    );
-    let (_, reply) = s.host.invoke("Protect", &env).await;
-    let id = res_of(&reply).1["id"].as_str().unwrap().to_string();
+    let id = s.protect(json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup" })).await;
     let first = s.take().await;
     for attempt in 1..=2 {
         let (status, reply) = s.host.invoke("RunStep", &queue_envelope(&first.text, attempt, &first.message_id, &first.pop_receipt)).await;
@@ -214,28 +223,14 @@ async fn queue_trigger_runs_a_step_once_and_poisons_what_is_not_a_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_failing_on_the_last_attempt_fails_its_workflow_before_the_host_poisons_it() {
     let s = setup("last").await;
-    // A handler whose queue endpoint refuses every request it sends (a server that is not a
-    // queue service; state in the same container): every attempt runs, stores its state, and
-    // fails to send the next step. The stand-in host delivers from the real queue, retries
-    // after visibilityTimeout and poisons at maxDequeueCount, as the Functions host does.
-    let mut broken = s.storage.clone();
-    broken["queueEndpoint"] = json!(format!("{}/devstoreaccount1", s.sim.base_url));
-    let bad = start(&s.sim, &s.dir, &config(&s.sim, &broken)).await;
+    // Every attempt runs, stores its state and fails to send the next step. The stand-in host
+    // delivers from the real queue, retries after visibilityTimeout and poisons at
+    // maxDequeueCount, as the Functions host does.
     let max = sqlvm_backup::custom_handler::max_dequeue_count(Some(include_str!("../host.json")));
     let settings = QueueSettings { max_dequeue_count: max, visibility_timeout: Duration::from_millis(200), ..Default::default() };
-    let bad_host = FakeHost::new(&bad.base, s.queue.clone(), s.poison.clone(), settings);
+    let (bad, bad_host) = s.handler_that_cannot_send(settings).await;
 
-    let input = json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup" }).to_string();
-    let env = http_envelope(
-        "Protect",
-        "POST",
-        "/api/protect",
-        &[("Content-Type", "application/json"), ("x-api-key", KEY)],
-        Some(&input),
-        json!({}),
-    );
-    let (_, reply) = s.host.invoke("Protect", &env).await;
-    let id = res_of(&reply).1["id"].as_str().unwrap().to_string();
+    let id = s.protect(json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup" })).await;
 
     let start_wait = std::time::Instant::now();
     while bad_host.poisoned.load(Ordering::Relaxed) == 0 {
@@ -265,25 +260,12 @@ async fn a_step_failing_on_the_last_attempt_fails_its_workflow_before_the_host_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_cut_off_after_its_state_was_written_sends_its_next_step_when_delivered_again() {
     let s = setup("cut").await;
-    let input = json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup", "databases": { "includeSystem": true } }).to_string();
-    let env = http_envelope(
-        "Protect",
-        "POST",
-        "/api/protect",
-        &[("Content-Type", "application/json"), ("x-api-key", KEY)],
-        Some(&input),
-        json!({}),
-    );
-    let (_, reply) = s.host.invoke("Protect", &env).await;
-    let id = res_of(&reply).1["id"].as_str().unwrap().to_string();
+    let id = s.protect(json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup", "databases": { "includeSystem": true } })).await;
     let msg = s.take().await;
 
     // The step runs and its state is written, but its next message never leaves (as if the
     // process died between the two calls).
-    let mut broken = s.storage.clone();
-    broken["queueEndpoint"] = json!(format!("{}/devstoreaccount1", s.sim.base_url));
-    let bad = start(&s.sim, &s.dir, &config(&s.sim, &broken)).await;
-    let bad_host = FakeHost::new(&bad.base, s.queue.clone(), s.poison.clone(), QueueSettings::default());
+    let (bad, bad_host) = s.handler_that_cannot_send(QueueSettings::default()).await;
     let (status, _) = bad_host.invoke("RunStep", &queue_envelope(&msg.text, 1, &msg.message_id, &msg.pop_receipt)).await;
     assert_eq!(status, 500);
     drop(bad);

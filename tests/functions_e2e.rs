@@ -60,6 +60,14 @@ impl World {
         HandlerProcess::start(&self.dir, &self.config, &[("IDENTITY_ENDPOINT", &ep), ("IDENTITY_HEADER", &hdr)]).await
     }
 
+    /// A running handler with the stand-in host pumping its queue.
+    async fn up(&self) -> Running {
+        let handler = self.handler().await;
+        let host = self.host(&handler);
+        let pump = host.spawn();
+        Running { handler, host, pump }
+    }
+
     fn host(&self, handler: &HandlerProcess) -> Arc<FakeHost> {
         let backend = self.storage.backend().unwrap();
         FakeHost::new(&handler.base, backend.queue().clone(), backend.poison_queue().clone(), QueueSettings::default())
@@ -67,6 +75,20 @@ impl World {
 
     async fn sim_get(&self, path: &str) -> Value {
         self.http.get(format!("{}{path}", self.sim.base_url)).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+struct Running {
+    handler: HandlerProcess,
+    host: Arc<FakeHost>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The host stops polling and the handler dies with SIGKILL, both mid-work.
+    fn kill(self) {
+        self.pump.abort();
+        self.handler.kill();
     }
 }
 
@@ -145,9 +167,7 @@ async fn queues_empty(w: &World) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_workflow_runs_on_the_functions_host_over_azure_storage() {
     let w = world("seed", common::seed()).await;
-    let handler = w.handler().await;
-    let host = w.host(&handler);
-    let pump = host.spawn();
+    let Running { handler, host, pump } = w.up().await;
 
     let id = submit(&host, "Protect", "/api/protect", protect_body()).await;
     let st = until(&host, &id, Duration::from_secs(60), |s| s["status"] != "running").await;
@@ -175,35 +195,22 @@ async fn host_and_handler_killed_mid_workflow_then_restarted_complete_without_do
     let w = world("kill", scenario).await;
 
     // Protect: kill both once the registration started, and again in the middle of the fan-out.
-    let handler = w.handler().await;
-    let host = w.host(&handler);
-    let pump = host.spawn();
-    let id = submit(&host, "Protect", "/api/protect", protect_body()).await;
-    until(&host, &id, Duration::from_secs(30), |s| has_step(s, "register")).await;
-    pump.abort();
-    handler.kill();
-
-    let handler = w.handler().await;
-    let host = w.host(&handler);
-    let pump = host.spawn();
-    until(&host, &id, Duration::from_secs(30), |s| has_step(s, "protectItem")).await;
-    pump.abort();
-    handler.kill();
-
-    let handler = w.handler().await;
-    let host = w.host(&handler);
-    let pump = host.spawn();
-    let st = until(&host, &id, Duration::from_secs(60), |s| s["status"] != "running").await;
+    let run = w.up().await;
+    let id = submit(&run.host, "Protect", "/api/protect", protect_body()).await;
+    until(&run.host, &id, Duration::from_secs(30), |s| has_step(s, "register")).await;
+    run.kill();
+    let run = w.up().await;
+    until(&run.host, &id, Duration::from_secs(30), |s| has_step(s, "protectItem")).await;
+    run.kill();
+    let run = w.up().await;
+    let st = until(&run.host, &id, Duration::from_secs(60), |s| s["status"] != "running").await;
     assert_eq!(st["status"], "succeeded", "{st:#}");
 
     // Backup: kill right after the first triggers went out.
-    let id = submit(&host, "Backups", "/api/backups", backup_body()).await;
-    until(&host, &id, Duration::from_secs(30), |s| has_step(s, "trigger")).await;
-    pump.abort();
-    handler.kill();
-    let handler = w.handler().await;
-    let host = w.host(&handler);
-    let pump = host.spawn();
+    let id = submit(&run.host, "Backups", "/api/backups", backup_body()).await;
+    until(&run.host, &id, Duration::from_secs(30), |s| has_step(s, "trigger")).await;
+    run.kill();
+    let Running { handler, host, pump } = w.up().await;
     let st = until(&host, &id, Duration::from_secs(60), |s| s["status"] != "running").await;
     assert_eq!(st["status"], "succeeded", "{st:#}");
     pump.abort();

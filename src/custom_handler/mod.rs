@@ -82,9 +82,33 @@ impl HostSettings {
         if config.azure_storage.is_none() {
             config.azure_storage = AzureStorageConfig::from_app_settings(get);
         }
+        if let (Some(scheduler), Some(expr)) = (&mut config.scheduler, get("BACKUP_SCHEDULE")) {
+            // The timer is the scheduler's tick here: an occurrence can be found up to one timer
+            // period late, and the scheduler's grace (twice the tick) must cover that, or plans
+            // would be skipped as missed.
+            let period = timer_period(&expr).map_err(|why| HandlerError::Config(format!("BACKUP_SCHEDULE {expr:?}: {why}")))?;
+            scheduler.tick_seconds = scheduler.tick_seconds.max(period.as_secs()).min(3600);
+        }
         let host_json = std::fs::read_to_string("host.json").ok();
         Ok(HostSettings { port, config, max_dequeue_count: max_dequeue_count(host_json.as_deref()) })
     }
+}
+
+/// The longest gap between the timer's next occurrences (NCRONTAB, as the host reads it).
+pub fn timer_period(expr: &str) -> Result<std::time::Duration, String> {
+    let cron = crate::scheduler::parse_schedule(expr)?;
+    let mut at = Utc::now();
+    let mut longest = chrono::Duration::zero();
+    let mut previous = None;
+    for _ in 0..16 {
+        let Ok(next) = cron.find_next_occurrence(&at, false) else { break };
+        if let Some(p) = previous {
+            longest = longest.max(next - p);
+        }
+        previous = Some(next);
+        at = next;
+    }
+    longest.to_std().map_err(|e| e.to_string())
 }
 
 /// `extensions.queues.maxDequeueCount` of host.json; 5 (the host's default) when absent.
@@ -215,5 +239,27 @@ async fn vm_events(h: &Handler, request: &InvocationRequest, binding: &str) -> R
                 .with_log(format!("workflows: {}", outcome.workflow_ids().join(", "))),
         ),
         Err(e) => failed("OnVmWrite", &format!("could not store the workflow: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timer_period_is_the_longest_gap_between_firings() {
+        assert_eq!(timer_period("0 */5 * * * *").unwrap().as_secs(), 300);
+        assert_eq!(timer_period("*/30 * * * * *").unwrap().as_secs(), 30);
+        // Weekdays at 09:00: the weekend gap counts.
+        assert_eq!(timer_period("0 0 9 * * 1-5").unwrap().as_secs(), 3 * 86400);
+        assert!(timer_period("not a schedule").is_err());
+    }
+
+    #[test]
+    fn max_dequeue_count_comes_from_host_json() {
+        assert_eq!(max_dequeue_count(Some(include_str!("../../host.json"))), 5);
+        assert_eq!(max_dequeue_count(Some(r#"{"extensions":{"queues":{"maxDequeueCount":9}}}"#)), 9);
+        assert_eq!(max_dequeue_count(Some("{}")), 5);
+        assert_eq!(max_dequeue_count(None), 5);
     }
 }
