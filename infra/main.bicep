@@ -75,6 +75,14 @@ param stepQueueName string = 'sqlvm-steps'
 @maxLength(63)
 param stateContainerName string = 'sqlvm-state'
 
+@description('Days a schedule/event claim blob is kept (a repeat within this time is recognised). At least the longest dedupe window or catch-up period.')
+@minValue(1)
+param claimRetentionDays int = 30
+
+@description('Days the state of a workflow is kept after its last step (the workflow deadline is 24 h by default, so only ended workflows reach this age).')
+@minValue(7)
+param workflowRetentionDays int = 90
+
 @description('Blob container Flex Consumption deploys the app package to.')
 @minLength(3)
 @maxLength(63)
@@ -238,6 +246,55 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       name: deploymentContainerName
       properties: {
         publicAccess: 'None'
+      }
+    }
+  }
+
+  // Claims (one blob per schedule occurrence or VM-event window) are only needed while a repeat
+  // could arrive; ended workflows are history. Both would otherwise accumulate forever. Running
+  // workflows are rewritten at every step, so age since modification never reaches them.
+  resource lifecycle 'managementPolicies' = {
+    name: 'default'
+    properties: {
+      policy: {
+        rules: [
+          {
+            name: 'expire-claims'
+            enabled: true
+            type: 'Lifecycle'
+            definition: {
+              filters: {
+                blobTypes: [ 'blockBlob' ]
+                prefixMatch: [ '${stateContainerName}/claims/' ]
+              }
+              actions: {
+                baseBlob: {
+                  delete: {
+                    daysAfterModificationGreaterThan: claimRetentionDays
+                  }
+                }
+              }
+            }
+          }
+          {
+            name: 'expire-ended-workflows'
+            enabled: true
+            type: 'Lifecycle'
+            definition: {
+              filters: {
+                blobTypes: [ 'blockBlob' ]
+                prefixMatch: [ '${stateContainerName}/workflows/' ]
+              }
+              actions: {
+                baseBlob: {
+                  delete: {
+                    daysAfterModificationGreaterThan: workflowRetentionDays
+                  }
+                }
+              }
+            }
+          }
+        ]
       }
     }
   }

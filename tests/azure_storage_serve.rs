@@ -110,3 +110,54 @@ async fn serve_on_azure_storage_runs_the_seed_workflow_and_requeues_poison() {
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A start whose first message cannot be sent fails and leaves no workflow that nothing would
+/// ever move; the same request repeated once the queue works starts it for real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_cannot_send_its_first_step_leaves_nothing_behind() {
+    use sqlvm_backup_shared::arm::ArmClient;
+    use sqlvm_backup_shared::engine::{Engine, EngineOptions, SubmitError};
+    use sqlvm_backup_shared::ports::Backend;
+    use sqlvm_backup_shared::workflow::state::{BackupInput, BackupType, WorkflowInput};
+    use std::sync::Arc;
+
+    let azurite = Azurite::start();
+    let good = json!({
+        "queueEndpoint": azurite.queue_endpoint, "blobEndpoint": azurite.blob_endpoint,
+        "accountName": DEV_ACCOUNT, "accountKey": DEV_KEY, "queue": "start-steps", "container": "start-state"
+    });
+    // The blob service answers queue calls with an error at once: a queue that refuses.
+    let mut broken = good.clone();
+    broken["queueEndpoint"] = json!(azurite.blob_endpoint);
+    let engine_on = |storage: &Value| {
+        let cfg: AzureStorageConfig = serde_json::from_value(storage.clone()).unwrap();
+        let backend = cfg.backend().unwrap();
+        let arm = ArmClient::new("https://127.0.0.1:1", Arc::new(common::StaticToken("unused".into())), None).unwrap();
+        (backend.clone(), Engine::new(backend, arm, EngineOptions::default()))
+    };
+    let (good_backend, good_engine) = engine_on(&good);
+    good_backend.create_resources().await.unwrap();
+    let (_, broken_engine) = engine_on(&broken);
+    let input = || {
+        WorkflowInput::Backup(BackupInput {
+            vault_id: VAULT.into(),
+            items: vec![],
+            databases: Default::default(),
+            vms: vec![],
+            backup_type: BackupType::Full,
+            retention_days: None,
+        })
+    };
+
+    let err = broken_engine.submit(input(), "test", Some("start-key")).await.unwrap_err();
+    assert!(matches!(err, SubmitError::Backend(_)), "{err}");
+    let id = sqlvm_backup_shared::engine::workflow_id(sqlvm_backup_shared::workflow::state::WorkflowKind::Backup, Some("start-key"));
+    assert!(good_backend.load(&id).await.unwrap().is_none(), "no workflow is left without its first message");
+
+    let sub = good_engine.submit(input(), "test", Some("start-key")).await.unwrap();
+    assert!(sub.created);
+    assert_eq!(sub.id, id);
+    let queued = good_backend.queue().peek(32).await.unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert!(queued[0].contains(&id));
+}

@@ -192,7 +192,15 @@ impl Backend for AzureStorageBackend {
             return Ok(false);
         }
         for s in &first {
-            self.send(&s.message, s.delay).await?;
+            if let Err(e) = self.send(&s.message, s.delay).await {
+                // The caller gets an error and may submit again: leave nothing behind that no
+                // message would ever move (a start repeated with the same key finds the
+                // workflow and sends its first message from the outbox instead).
+                if let Err(cleanup) = self.blobs.delete(&name).await {
+                    tracing::warn!(workflow_id = %state.id, error = %cleanup, "a workflow whose first message could not be sent was not removed");
+                }
+                return Err(e);
+            }
         }
         Ok(true)
     }
@@ -282,7 +290,8 @@ impl Backend for AzureStorageBackend {
     }
 
     /// A create-if-absent blob per key (named by its SHA-256: keys hold resource ids). Claims
-    /// are not expired here: a lifecycle rule on `claims/` can delete old ones.
+    /// are not expired here: the storage account's lifecycle rule on `claims/` deletes old ones
+    /// (`infra/main.bicep`, `claimRetentionDays`).
     async fn claim(&self, key: &str, _ttl: Duration, now: DateTime<Utc>) -> Result<bool, BackendError> {
         use sha2::Digest;
         let hex: String = sha2::Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
