@@ -296,6 +296,70 @@ async fn a_step_cut_off_after_its_state_was_written_sends_its_next_step_when_del
     s.finish().await;
 }
 
+/// Two copies of one backup trigger in flight at once in two instances (a step's outbox sent
+/// again after a crash while the original was still queued): the service gets one POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_of_a_backup_trigger_in_two_instances_post_once() {
+    let s = setup("once").await;
+    let pump = s.host.spawn();
+    let id = s.protect(json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup", "databases": { "includeSystem": true } })).await;
+    let start_wait = std::time::Instant::now();
+    while s.workflow(&id).await.1["status"] == "running" {
+        assert!(start_wait.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pump.abort();
+
+    let body = json!({ "vaultId": VAULT, "backupType": "Full", "retentionDays": 45, "databases": { "include": ["msdb"], "includeSystem": true } }).to_string();
+    let env = http_envelope(
+        "Backups",
+        "POST",
+        "/api/backups",
+        &[("Content-Type", "application/json"), ("x-api-key", KEY)],
+        Some(&body),
+        json!({}),
+    );
+    let (_, reply) = s.host.invoke("Backups", &env).await;
+    let backup = res_of(&reply).1["id"].as_str().unwrap().to_string();
+    // Run the workflow by hand up to its trigger.
+    let trigger = loop {
+        let m = s.take().await;
+        if m.text.contains(r#""kind":"trigger""#) {
+            break m;
+        }
+        let (status, reply) = s.host.invoke("RunStep", &queue_envelope(&m.text, 1, &m.message_id, &m.pop_receipt)).await;
+        assert_eq!(status, 200, "{reply:#}");
+        s.queue.delete(&m.message_id, &m.pop_receipt).await.unwrap();
+    };
+    let other = start(&s.sim, &s.dir, &config(&s.sim, &s.storage)).await;
+    let other_host = FakeHost::new(&other.base, s.queue.clone(), s.poison.clone(), QueueSettings::default());
+    let env = queue_envelope(&trigger.text, 1, &trigger.message_id, &trigger.pop_receipt);
+    let (a, b) = tokio::join!(s.host.invoke("RunStep", &env), other_host.invoke("RunStep", &env));
+    assert_eq!((a.0, b.0), (200, 200), "{a:#?} {b:#?}");
+    s.queue.delete(&trigger.message_id, &trigger.pop_receipt).await.unwrap();
+    let logs = format!("{} {}", a.1["Logs"], b.1["Logs"]);
+    assert!(logs.contains("Deferred") || logs.contains("Duplicate"), "one copy stood back: {logs}");
+    let posts = s.calls().await.iter().filter(|c| *c == "Backups_Trigger").count();
+    assert_eq!(posts, 1, "one POST for two copies");
+
+    // The rest runs to the end without another POST (the deferred copy comes back as a duplicate).
+    let pump = s.host.spawn();
+    let start_wait = std::time::Instant::now();
+    let st = loop {
+        let (_, st) = s.workflow(&backup).await;
+        if st["status"] != "running" {
+            break st;
+        }
+        assert!(start_wait.elapsed() < Duration::from_secs(60), "{st:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    pump.abort();
+    assert_eq!(st["status"], "succeeded", "{st:#}");
+    assert_eq!(s.calls().await.iter().filter(|c| *c == "Backups_Trigger").count(), 1);
+    drop(other);
+    s.finish().await;
+}
+
 fn has_step(st: &Value, name: &str) -> bool {
     st["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == name))
 }

@@ -68,8 +68,14 @@ pub enum EngineError {
 /// What running one delivery did, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Applied { step: &'static str, sent: usize },
+    Applied {
+        step: &'static str,
+        sent: usize,
+    },
     Duplicate,
+    /// Another copy of this message is making the step's one-time call: given back to run
+    /// after it.
+    Deferred,
     WorkflowEnded,
     Poisoned(String),
 }
@@ -89,6 +95,14 @@ pub struct Engine {
 
 /// Entries kept in the state cache before it is emptied.
 const CACHE_LIMIT: usize = 10_000;
+
+/// How long the claim that a step's non-idempotent call was made is kept: far beyond any
+/// redelivery of that step.
+const ONCE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long a second copy of such a step waits for the first to be applied: longer than the
+/// call and the commit take.
+const ONCE_WAIT: Duration = Duration::from_secs(60);
 
 fn bad(code: &str, message: impl Into<String>) -> SubmitError {
     SubmitError::Invalid(Failure::local(code, message, FailureClass::Permanent))
@@ -288,7 +302,7 @@ impl Engine {
             return Ok(outcome);
         }
         let now = Utc::now();
-        let ctx = StepCtx { now, opts: &self.opts.steps, dequeue_count: d.dequeue_count };
+        let mut ctx = StepCtx { now, opts: &self.opts.steps, dequeue_count: d.dequeue_count };
         // Deadline and budget end the workflow before any further ARM call.
         let stop = if now > loaded.value.deadline {
             Some(Failure::local("DeadlineExceeded", "The workflow ran past its deadline.", FailureClass::Permanent))
@@ -301,7 +315,24 @@ impl Engine {
         } else {
             None
         };
-        let answer = match (&stop, steps::plan(&msg, &loaded.value, &ctx)) {
+        let mut plan = steps::plan(&msg, &loaded.value, &ctx);
+        if let (None, Plan::Arm(call)) = (&stop, &plan)
+            && !call.retriable
+            && !self.backend.claim(&format!("once:{}", msg.step_id), ONCE_TTL, now).await?
+        {
+            // Another copy of this message sent (or is sending) the call: two copies can be in
+            // flight at once when a step's outbox was sent again after a crash. Give the other
+            // copy time to finish (this one is then a duplicate); if it is still not applied
+            // after that, it died, and this copy acts as a redelivery: it looks for what the
+            // other did instead of calling again.
+            if self.backend.claim(&format!("once-wait:{}", msg.step_id), ONCE_TTL, now).await? {
+                self.backend.release(&d.receipt, ONCE_WAIT).await?;
+                return Ok(Outcome::Deferred);
+            }
+            ctx.dequeue_count = ctx.dequeue_count.max(2);
+            plan = steps::plan(&msg, &loaded.value, &ctx);
+        }
+        let answer = match (&stop, plan) {
             (Some(_), _) | (None, Plan::Local) => None,
             (None, Plan::Arm(call)) => {
                 let mut req = match call.method {
