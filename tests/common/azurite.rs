@@ -85,9 +85,10 @@ fn try_start(bin: &Path) -> Result<Azurite, String> {
     let stderr = std::fs::File::create(&stderr_path).map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
     let [blob, queue, table] = free_ports();
     let mut child = Command::new(bin)
-        .args(["--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry"])
-        .arg("--location")
-        .arg(&data)
+        // In memory (it refuses --location then): a test's Azurite never outlives the test,
+        // and disk writes only slow it.
+        .args(["--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--inMemoryPersistence"])
+        .current_dir(&data)
         .args(["--blobHost", "127.0.0.1", "--blobPort", &blob.to_string()])
         .args(["--queueHost", "127.0.0.1", "--queuePort", &queue.to_string()])
         .args(["--tableHost", "127.0.0.1", "--tablePort", &table.to_string()])
