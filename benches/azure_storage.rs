@@ -91,8 +91,12 @@ fn start_isolated(sc: Scenario) -> RunningSimulator {
 fn engine_on(sim: &RunningSimulator, backend: Arc<dyn Backend>) -> Arc<Engine> {
     let opts = ArmClientOptions { pacing: PacingOptions { enabled: false, ..Default::default() }, ..Default::default() };
     let arm = ArmClient::new(&sim.base_url, Arc::new(StaticToken(sim.arm_token())), Some(opts)).expect("client");
-    let steps =
-        StepOptions { delay_floor: Duration::ZERO, delay_ceiling: Duration::from_secs(1), job_poll_interval: Duration::ZERO, ..StepOptions::default() };
+    let steps = StepOptions {
+        delay_floor: Duration::ZERO,
+        delay_ceiling: Duration::from_secs(1),
+        job_poll_interval: Duration::ZERO,
+        ..StepOptions::default()
+    };
     Arc::new(Engine::new(backend, arm, EngineOptions { steps, ..EngineOptions::default() }))
 }
 
@@ -201,7 +205,8 @@ fn main() {
         });
         let (ep, hdr) = (sim.identity_endpoint(), sim.identity_header());
         let handler = host::HandlerProcess::start(&dir, &config, &[("IDENTITY_ENDPOINT", &ep), ("IDENTITY_HEADER", &hdr)]).await;
-        let fake = host::FakeHost::new(&handler.base, backend.queue().clone(), backend.poison_queue().clone(), host::QueueSettings::default());
+        let fake =
+            host::FakeHost::new(&handler.base, backend.queue().clone(), backend.poison_queue().clone(), host::QueueSettings::default());
         let pumps: Vec<_> = (0..env("BENCH_PUMPS", 4)).map(|_| fake.spawn()).collect();
         let submitter = engine_on(&sim, backend);
         let (fn_rate, _, fn_secs) = run_fleet(&submitter, &sc).await;
@@ -212,10 +217,17 @@ fn main() {
         drop(sim);
         let _ = std::fs::remove_dir_all(&dir);
 
-        println!("| run ({} VMs x {} DBs, {steps} steps, simulator answering at once) | steps/s | wall | vs embedded |", sc.virtual_machines.len(), env("BENCH_DBS", 5));
+        println!(
+            "| run ({} VMs x {} DBs, {steps} steps, simulator answering at once) | steps/s | wall | vs embedded |",
+            sc.virtual_machines.len(),
+            env("BENCH_DBS", 5)
+        );
         println!("|---|---|---|---|");
         println!("| embedded SQLite, worker pool | {sqlite_rate:.0} | {sqlite_secs:.1} s | 1.00 |");
-        println!("| Azure Storage (Azurite), worker pool (`serve`) | {serve_rate:.0} | {serve_secs:.1} s | {:.2} |", serve_rate / sqlite_rate);
+        println!(
+            "| Azure Storage (Azurite), worker pool (`serve`) | {serve_rate:.0} | {serve_secs:.1} s | {:.2} |",
+            serve_rate / sqlite_rate
+        );
         println!(
             "| Functions path: handler binary + stand-in host, {} pollers x batch 16 (Azurite) | {fn_rate:.0} | {fn_secs:.1} s | {:.2} |",
             env("BENCH_PUMPS", 4),

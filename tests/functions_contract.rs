@@ -310,7 +310,9 @@ async fn two_copies_of_a_backup_trigger_in_two_instances_post_once() {
     }
     pump.abort();
 
-    let body = json!({ "vaultId": VAULT, "backupType": "Full", "retentionDays": 45, "databases": { "include": ["msdb"], "includeSystem": true } }).to_string();
+    let body =
+        json!({ "vaultId": VAULT, "backupType": "Full", "retentionDays": 45, "databases": { "include": ["msdb"], "includeSystem": true } })
+            .to_string();
     let env = http_envelope(
         "Backups",
         "POST",

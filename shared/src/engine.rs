@@ -350,9 +350,14 @@ impl Engine {
         let step_name = msg.step.name();
         let sent = std::sync::atomic::AtomicUsize::new(0);
         let decide = |state: &WorkflowState| -> (WorkflowState, Vec<Scheduled>) {
-            if state.done_steps.contains(&msg.step_id) || state.status.is_terminal() {
-                // Someone applied this step (or ended the workflow) while we raced.
+            if state.status.is_terminal() {
                 return (state.clone(), vec![]);
+            }
+            if state.done_steps.contains(&msg.step_id) {
+                // Someone applied this step while we raced; or our own write landed and only
+                // its answer was lost (a retried conditional write then fails), in which case
+                // what the step sent never left: send it (again) from the outbox.
+                return (state.clone(), if atomic { vec![] } else { resend(state, &msg.step_id) });
             }
             let mut st = state.clone();
             st.updated_at = now;
