@@ -159,13 +159,17 @@ async fn with_worker(engine: Arc<Engine>, sc: &Scenario, max_idle_poll: Duration
     out
 }
 
-fn storage(az: &azurite::Azurite, name: &str) -> AzureStorageConfig {
-    serde_json::from_value(json!({
+/// The `azureStorage` section for a queue and container of their own on Azurite.
+fn storage_json(az: &azurite::Azurite, name: &str) -> serde_json::Value {
+    json!({
         "queueEndpoint": az.queue_endpoint, "blobEndpoint": az.blob_endpoint,
         "accountName": azurite::DEV_ACCOUNT, "accountKey": azurite::DEV_KEY,
         "queue": format!("{name}-steps"), "container": format!("{name}-state")
-    }))
-    .expect("storage config")
+    })
+}
+
+fn storage(az: &azurite::Azurite, name: &str) -> AzureStorageConfig {
+    serde_json::from_value(storage_json(az, name)).expect("storage config")
 }
 
 fn main() {
@@ -197,11 +201,7 @@ fn main() {
             "arm": { "endpoint": sim.base_url, "credential": { "kind": "managedIdentity" } },
             "api": { "auth": { "mode": "apiKey", "keys": [{ "name": "bench", "key": "bench-key-0123456789", "vaults": ["*"] }] } },
             "engine": { "delayFloorSeconds": 0.0, "delayCeilingSeconds": 1.0, "jobPollSeconds": 0.0 },
-            "azureStorage": serde_json::to_value(&json!({
-                "queueEndpoint": az.queue_endpoint, "blobEndpoint": az.blob_endpoint,
-                "accountName": azurite::DEV_ACCOUNT, "accountKey": azurite::DEV_KEY,
-                "queue": "functions-steps", "container": "functions-state"
-            })).expect("json"),
+            "azureStorage": storage_json(&az, "functions"),
         });
         let (ep, hdr) = (sim.identity_endpoint(), sim.identity_header());
         let handler = host::HandlerProcess::start(&dir, &config, &[("IDENTITY_ENDPOINT", &ep), ("IDENTITY_HEADER", &hdr)]).await;
