@@ -362,6 +362,32 @@ async fn two_copies_of_a_backup_trigger_in_two_instances_post_once() {
     s.finish().await;
 }
 
+/// A wait longer than a queue message can hide (7 days) travels as a hold: delivered early, it
+/// is sent on for what is left and the step does not run; delivered after its time, it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_longer_than_seven_days_is_sent_on_until_it_is_over() {
+    let s = setup("hold").await;
+    s.protect(json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup" })).await;
+    let m = s.take().await;
+    s.queue.delete(&m.message_id, &m.pop_receipt).await.unwrap();
+    let step: Value = serde_json::from_str(&m.text).unwrap();
+    let hold = |until: chrono::DateTime<chrono::Utc>| json!({ "hold": { "until": until, "message": step } }).to_string();
+
+    let early = hold(chrono::Utc::now() + chrono::Duration::days(8));
+    let (status, reply) = s.host.invoke("RunStep", &queue_envelope(&early, 1, "id-1", "pop-1")).await;
+    assert_eq!(status, 200, "{reply:#}");
+    assert!(reply["Logs"][0].as_str().unwrap().contains("waiting"), "{reply:#}");
+    assert_eq!(s.queue.approximate_count().await.unwrap(), 1, "sent on, hidden for the rest");
+    assert!(s.queue.peek(32).await.unwrap().is_empty(), "and not visible yet");
+    assert_eq!(s.calls().await.iter().filter(|c| *c == "ProtectionContainers_Refresh").count(), 0, "the step did not run");
+
+    let due = hold(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let (status, reply) = s.host.invoke("RunStep", &queue_envelope(&due, 2, "id-2", "pop-2")).await;
+    assert_eq!(status, 200, "{reply:#}");
+    assert_eq!(s.calls().await.iter().filter(|c| *c == "ProtectionContainers_Refresh").count(), 1, "its time came: it ran");
+    s.finish().await;
+}
+
 fn has_step(st: &Value, name: &str) -> bool {
     st["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == name))
 }
