@@ -27,7 +27,7 @@ use sqlvm_backup::embedded::sqlite::SqliteBackend;
 use sqlvm_backup::worker::{self, WorkerOptions};
 use sqlvm_backup_emulator::fleet::{FleetSpec, generate};
 use sqlvm_backup_emulator::scenario::Scenario;
-use sqlvm_backup_emulator::server::{self, RunningSimulator, SimulatorOptions};
+use sqlvm_backup_emulator::server::RunningSimulator;
 use sqlvm_backup_emulator::settings::Timings;
 use sqlvm_backup_shared::arm::{ArmClient, ArmClientOptions, PacingOptions};
 use sqlvm_backup_shared::engine::{Engine, EngineOptions};
@@ -35,25 +35,12 @@ use sqlvm_backup_shared::ports::Backend;
 use sqlvm_backup_shared::workflow::state::*;
 use sqlvm_backup_shared::workflow::steps::StepOptions;
 
+mod support;
+
+use support::{StaticToken, protect_input, start_isolated};
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Debug)]
-struct StaticToken(String);
-
-#[async_trait::async_trait]
-impl azure_core::credentials::TokenCredential for StaticToken {
-    async fn get_token(
-        &self,
-        _s: &[&str],
-        _o: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        Ok(azure_core::credentials::AccessToken::new(
-            azure_core::credentials::Secret::new(self.0.clone()),
-            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        ))
-    }
-}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -74,20 +61,6 @@ fn fleet() -> Scenario {
     sc
 }
 
-/// The simulator on a runtime of its own, as it would be in another process.
-fn start_isolated(sc: Scenario) -> RunningSimulator {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async move {
-            let sim = server::start(sc, SimulatorOptions::default()).await.expect("sim");
-            let _ = tx.send(sim);
-            std::future::pending::<()>().await;
-        });
-    });
-    rx.recv().expect("simulator started")
-}
-
 fn engine_on(sim: &RunningSimulator, backend: Arc<dyn Backend>) -> Arc<Engine> {
     let opts = ArmClientOptions { pacing: PacingOptions { enabled: false, ..Default::default() }, ..Default::default() };
     let arm = ArmClient::new(&sim.base_url, Arc::new(StaticToken(sim.arm_token())), Some(opts)).expect("client");
@@ -100,35 +73,12 @@ fn engine_on(sim: &RunningSimulator, backend: Arc<dyn Backend>) -> Arc<Engine> {
     Arc::new(Engine::new(backend, arm, EngineOptions { steps, ..EngineOptions::default() }))
 }
 
-fn protect_inputs(sc: &Scenario) -> Vec<WorkflowInput> {
-    sc.virtual_machines
-        .iter()
-        .map(|vm| {
-            let vault = sc.vaults.iter().find(|v| v.subscription_id == vm.subscription_id && v.location == vm.location).expect("vault");
-            WorkflowInput::Protect(ProtectInput {
-                vm_id: format!(
-                    "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
-                    vm.subscription_id, vm.resource_group, vm.name
-                ),
-                vault_id: Some(format!(
-                    "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.RecoveryServices/vaults/{}",
-                    vault.subscription_id, vault.resource_group, vault.name
-                )),
-                policy: Some(vault.policies[0].name.clone()),
-                databases: DatabaseFilter::default(),
-                auto_protect: false,
-                initial_full_backup: false,
-            })
-        })
-        .collect()
-}
-
 /// Submit the fleet and wait for every workflow; (steps per second, steps, seconds).
 async fn run_fleet(engine: &Engine, sc: &Scenario) -> (f64, usize, f64) {
     let start = Instant::now();
     let mut ids = Vec::new();
-    for input in protect_inputs(sc) {
-        ids.push(engine.submit(input, "bench", None).await.expect("submit").id);
+    for vm in &sc.virtual_machines {
+        ids.push(engine.submit(protect_input(sc, vm), "bench", None).await.expect("submit").id);
     }
     let mut total = 0;
     for id in &ids {

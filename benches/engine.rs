@@ -28,25 +28,12 @@ use sqlvm_backup_shared::ports::Backend;
 use sqlvm_backup_shared::workflow::state::*;
 use sqlvm_backup_shared::workflow::steps::StepOptions;
 
+mod support;
+
+use support::{StaticToken, protect_input, start_isolated};
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Debug)]
-struct StaticToken(String);
-
-#[async_trait::async_trait]
-impl azure_core::credentials::TokenCredential for StaticToken {
-    async fn get_token(
-        &self,
-        _s: &[&str],
-        _o: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        Ok(azure_core::credentials::AccessToken::new(
-            azure_core::credentials::Secret::new(self.0.clone()),
-            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        ))
-    }
-}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -79,38 +66,6 @@ async fn wait_all(engine: &Engine, ids: &[String]) -> Vec<WorkflowState> {
         }
     }
     out
-}
-
-fn protect_input(sim_scenario: &Scenario, vm: &sqlvm_backup_emulator::scenario::VmSpec) -> WorkflowInput {
-    let vault = sim_scenario.vaults.iter().find(|v| v.subscription_id == vm.subscription_id && v.location == vm.location).expect("vault");
-    WorkflowInput::Protect(ProtectInput {
-        vm_id: format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/virtualMachines/{}",
-            vm.subscription_id, vm.resource_group, vm.name
-        ),
-        vault_id: Some(format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.RecoveryServices/vaults/{}",
-            vault.subscription_id, vault.resource_group, vault.name
-        )),
-        policy: Some(vault.policies[0].name.clone()),
-        databases: DatabaseFilter::default(),
-        auto_protect: false,
-        initial_full_backup: false,
-    })
-}
-
-/// Start a simulator on its own single-threaded runtime in its own OS thread.
-fn start_isolated(sc: Scenario) -> RunningSimulator {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async move {
-            let sim = server::start(sc, SimulatorOptions::default()).await.expect("sim");
-            let _ = tx.send(sim);
-            std::future::pending::<()>().await;
-        });
-    });
-    rx.recv().expect("simulator started")
 }
 
 /// Benchmark 1: steps per second with instant answers, the fleet spread over several vaults.

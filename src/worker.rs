@@ -21,13 +21,13 @@ pub struct WorkerOptions {
     /// Wait between polls of an empty queue (default 25 ms): the latency added to every delay.
     pub idle_poll: Duration,
     /// While the queue stays empty and the backend cannot say when the next message is due, the
-    /// wait doubles from `idle_poll` up to this (default 25 ms: no back-off).
+    /// wait doubles from `idle_poll` up to this (default zero: no back-off).
     pub max_idle_poll: Duration,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { concurrency: 64, idle_poll: Duration::from_millis(25), max_idle_poll: Duration::from_millis(25) }
+        WorkerOptions { concurrency: 64, idle_poll: Duration::from_millis(25), max_idle_poll: Duration::ZERO }
     }
 }
 

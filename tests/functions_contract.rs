@@ -108,6 +108,19 @@ impl Setup {
         (bad, host)
     }
 
+    /// Read the workflow through the `Workflow` function until it ends (60 s at most).
+    async fn ended(&self, id: &str) -> Value {
+        let start = std::time::Instant::now();
+        loop {
+            let (_, st) = self.workflow(id).await;
+            if st["status"] != "running" {
+                return st;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "still running: {st:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn take(&self) -> ReceivedStep {
         for _ in 0..100 {
             if let Some(m) = self.queue.receive(1, Duration::from_secs(30)).await.unwrap().pop() {
@@ -279,15 +292,7 @@ async fn a_step_cut_off_after_its_state_was_written_sends_its_next_step_when_del
     assert!(reply["Logs"][0].as_str().unwrap().contains("Duplicate"), "{reply:#}");
     s.queue.delete(&msg.message_id, &msg.pop_receipt).await.unwrap();
     let pump = s.host.spawn();
-    let start_wait = std::time::Instant::now();
-    let st = loop {
-        let (_, st) = s.workflow(&id).await;
-        if st["status"] != "running" {
-            break st;
-        }
-        assert!(start_wait.elapsed() < Duration::from_secs(60), "{st:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let st = s.ended(&id).await;
     pump.abort();
     assert_eq!(st["status"], "succeeded", "{st:#}");
     let calls = s.calls().await;
@@ -303,11 +308,7 @@ async fn two_copies_of_a_backup_trigger_in_two_instances_post_once() {
     let s = setup("once").await;
     let pump = s.host.spawn();
     let id = s.protect(json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup", "databases": { "includeSystem": true } })).await;
-    let start_wait = std::time::Instant::now();
-    while s.workflow(&id).await.1["status"] == "running" {
-        assert!(start_wait.elapsed() < Duration::from_secs(60));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s.ended(&id).await;
     pump.abort();
 
     let body =
@@ -346,15 +347,7 @@ async fn two_copies_of_a_backup_trigger_in_two_instances_post_once() {
 
     // The rest runs to the end without another POST (the deferred copy comes back as a duplicate).
     let pump = s.host.spawn();
-    let start_wait = std::time::Instant::now();
-    let st = loop {
-        let (_, st) = s.workflow(&backup).await;
-        if st["status"] != "running" {
-            break st;
-        }
-        assert!(start_wait.elapsed() < Duration::from_secs(60), "{st:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let st = s.ended(&backup).await;
     pump.abort();
     assert_eq!(st["status"], "succeeded", "{st:#}");
     assert_eq!(s.calls().await.iter().filter(|c| *c == "Backups_Trigger").count(), 1);
