@@ -11,13 +11,6 @@
 //! work costs (HTTP round trips, base64, JSON, ETag writes), not Azure Storage's latency.
 //! Run: `cargo bench --bench azure_storage` (env BENCH_VMS, BENCH_DBS, BENCH_PUMPS).
 
-#[path = "../tests/common/azurite.rs"]
-#[allow(dead_code)]
-mod azurite;
-#[path = "../tests/common/host.rs"]
-#[allow(dead_code)]
-mod host;
-
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +30,7 @@ use sqlvm_backup_shared::workflow::steps::StepOptions;
 
 mod support;
 
+use support::common::{azurite, host};
 use support::{StaticToken, protect_input, start_isolated};
 
 #[global_allocator]

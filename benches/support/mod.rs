@@ -1,27 +1,15 @@
-//! What the benchmarks share: a fixed token for the simulator, the simulator on a runtime of
-//! its own, and the protect request for a fleet VM.
+//! What the benchmarks share: the tests' helpers (a fixed token, Azurite, the stand-in
+//! Functions host), the simulator on a runtime of its own, and the protect request for a fleet VM.
 
 use sqlvm_backup_emulator::scenario::{Scenario, VmSpec};
 use sqlvm_backup_emulator::server::{self, RunningSimulator, SimulatorOptions};
 use sqlvm_backup_shared::workflow::state::{DatabaseFilter, ProtectInput, WorkflowInput};
 
-/// The token the simulator issued, handed out as is.
-#[derive(Debug)]
-pub struct StaticToken(pub String);
+/// The test helpers: a fixed token, Azurite, the stand-in Functions host.
+#[path = "../../tests/common/mod.rs"]
+pub mod common;
 
-#[async_trait::async_trait]
-impl azure_core::credentials::TokenCredential for StaticToken {
-    async fn get_token(
-        &self,
-        _s: &[&str],
-        _o: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-        Ok(azure_core::credentials::AccessToken::new(
-            azure_core::credentials::Secret::new(self.0.clone()),
-            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-        ))
-    }
-}
+pub use common::StaticToken;
 
 /// Protect one fleet VM into the vault of its subscription and region, with its first policy.
 pub fn protect_input(sim_scenario: &Scenario, vm: &VmSpec) -> WorkflowInput {
