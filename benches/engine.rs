@@ -11,8 +11,6 @@
 //! Run: `cargo bench --bench engine` (env BENCH_VMS, BENCH_DBS, BENCH_RETRY_AFTER).
 
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -201,23 +199,11 @@ async fn process_figures(workflows: usize) -> (f64, f64, f64, usize) {
     )
     .expect("config");
     let t0 = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlvm-backup"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("IDENTITY_ENDPOINT", sim.identity_endpoint())
-        .env("IDENTITY_HEADER", sim.identity_header())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready = lines.next().expect("line").expect("utf8");
+    let serve = support::common::serve_process::ServeProcess::start(&config, &sim);
     let ready_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    let base = ready.trim_start_matches("ready on ").to_string();
+    let base = serve.base.clone();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = rss_kb(child.id()) as f64 / 1024.0;
+    let idle = rss_kb(serve.child.id()) as f64 / 1024.0;
     let http = reqwest::Client::new();
     let mut submitted = 0;
     for vm in &sc.virtual_machines {
@@ -229,11 +215,10 @@ async fn process_figures(workflows: usize) -> (f64, f64, f64, usize) {
     }
     let mut peak = 0u64;
     for _ in 0..30 {
-        peak = peak.max(rss_kb(child.id()));
+        peak = peak.max(rss_kb(serve.child.id()));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(serve);
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     (ready_ms, idle, peak as f64 / 1024.0, submitted)

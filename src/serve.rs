@@ -23,19 +23,24 @@ pub enum ServeError {
     Listen(String, std::io::Error),
 }
 
-/// Build the engine a configuration describes, on the store it names.
-pub fn engine(cfg: &Config) -> Result<Arc<Engine>, ServeError> {
-    let backend: Arc<dyn Backend> = match &cfg.azure_storage {
-        Some(storage) => storage.backend().map_err(|e| ServeError::Config(format!("azureStorage: {e}")))?,
-        None => Arc::new(
+/// The store a configuration names. Standalone, nothing else creates the Azure Storage queues
+/// and container, so they are created here if missing (in Azure the infrastructure does).
+async fn store(cfg: &Config) -> Result<Arc<dyn Backend>, ServeError> {
+    let bad = |e: &dyn std::fmt::Display| ServeError::Config(format!("azureStorage: {e}"));
+    match &cfg.azure_storage {
+        Some(storage) => {
+            let backend = storage.backend().map_err(|e| bad(&e))?;
+            backend.create_resources().await.map_err(|e| bad(&e))?;
+            Ok(backend)
+        }
+        None => Ok(Arc::new(
             SqliteBackend::open(&cfg.database).map_err(|e| ServeError::Config(format!("database {}: {e}", cfg.database.display())))?,
-        ),
-    };
-    engine_on(cfg, backend)
+        )),
+    }
 }
 
 /// Build the engine a configuration describes, on the given store.
-pub fn engine_on(cfg: &Config, backend: Arc<dyn Backend>) -> Result<Arc<Engine>, ServeError> {
+pub fn engine(cfg: &Config, backend: Arc<dyn Backend>) -> Result<Arc<Engine>, ServeError> {
     let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
     if let Some(pem_path) = &cfg.arm.trust_cert {
         let pem = std::fs::read(pem_path).map_err(|e| ServeError::Config(format!("trustCert {}: {e}", pem_path.display())))?;
@@ -71,15 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     cfg.api.validate().map_err(|e| ServeError::Config(e.to_string()))?;
-    let engine = match &cfg.azure_storage {
-        Some(storage) => {
-            let backend = storage.backend().map_err(|e| ServeError::Config(format!("azureStorage: {e}")))?;
-            // Standalone, nothing else creates them; in Azure the infrastructure does.
-            backend.create_resources().await.map_err(|e| ServeError::Config(format!("azureStorage: {e}")))?;
-            engine_on(&cfg, backend)?
-        }
-        None => engine(&cfg)?,
-    };
+    let engine = engine(&cfg, store(&cfg).await?)?;
     let mut app = crate::api::router(engine.clone(), Arc::new(cfg.api.clone()));
     if let Some(rules) = &cfg.events {
         rules.validate().map_err(|e| ServeError::Config(e.to_string()))?;

@@ -5,25 +5,16 @@
 mod common;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::azurite::{Azurite, DEV_ACCOUNT, DEV_KEY};
+use common::serve_process::ServeProcess;
 use common::{VAULT, VM};
 use sqlvm_backup::azure_storage::config::AzureStorageConfig;
 use sqlvm_backup_emulator::server::{self, SimulatorOptions};
 
 const KEY: &str = "test-key-0123456789";
-
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_azure_storage_runs_the_seed_workflow_and_requeues_poison() {
@@ -48,19 +39,8 @@ async fn serve_on_azure_storage_runs_the_seed_workflow_and_requeues_poison() {
         .to_string(),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlvm-backup"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("IDENTITY_ENDPOINT", sim.identity_endpoint())
-        .env("IDENTITY_HEADER", sim.identity_header())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _serve = Serve(child);
-    let base = lines.next().unwrap().unwrap().strip_prefix("ready on ").expect("ready line").to_string();
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let serve = ServeProcess::start(&config, &sim);
+    let base = serve.base.clone();
 
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).header("x-api-key", KEY).json(&body).send();
@@ -96,7 +76,7 @@ async fn serve_on_azure_storage_runs_the_seed_workflow_and_requeues_poison() {
     let items = list["value"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{list:#}");
     assert_eq!(items[0]["kind"], "backup");
-    drop(_serve);
+    drop(serve);
 
     // requeue-poison moves the poison queue's messages back, text unchanged.
     let cfg: AzureStorageConfig = serde_json::from_value(storage).unwrap();

@@ -3,10 +3,11 @@
 //! one protected item per database, one backup job per database).
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::serve_process::ServeProcess;
 use sqlvm_backup_emulator::scenario::Scenario;
 use sqlvm_backup_emulator::server::{self, SimulatorOptions};
 
@@ -14,32 +15,7 @@ const KEY: &str = "test-key-0123456789";
 const VAULT: &str = "/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerSelfHost/providers/Microsoft.RecoveryServices/vaults/SQLServer2012";
 const VM: &str = "/subscriptions/00000000-0000-0000-0000-0000000000/resourceGroups/SQLServerPMDemo/providers/Microsoft.Compute/virtualMachines/sqlserver-0";
 
-struct Worker {
-    child: Child,
-    base: String,
-}
-
-fn start_worker(config: &std::path::Path, identity_endpoint: &str, identity_header: &str) -> Worker {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlvm-backup"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("IDENTITY_ENDPOINT", identity_endpoint)
-        .env("IDENTITY_HEADER", identity_header)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines.next().expect("a line").expect("utf8");
-    let base = line.strip_prefix("ready on ").expect("ready line").to_string();
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Worker { child, base }
-}
-
-async fn api(http: &reqwest::Client, w: &Worker, method: &str, path: &str, body: Option<Value>) -> Value {
+async fn api(http: &reqwest::Client, w: &ServeProcess, method: &str, path: &str, body: Option<Value>) -> Value {
     let req = match method {
         "POST" => http.post(format!("{}{path}", w.base)).json(&body.unwrap_or(Value::Null)),
         _ => http.get(format!("{}{path}", w.base)),
@@ -49,7 +25,7 @@ async fn api(http: &reqwest::Client, w: &Worker, method: &str, path: &str, body:
 }
 
 /// Poll the workflow until `done(state)`; returns the state.
-async fn until(http: &reqwest::Client, w: &Worker, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+async fn until(http: &reqwest::Client, w: &ServeProcess, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
         let st = api(http, w, "GET", &format!("/api/workflows/{id}"), None).await;
@@ -59,12 +35,6 @@ async fn until(http: &reqwest::Client, w: &Worker, id: &str, limit: Duration, do
         assert!(start.elapsed() < limit, "timed out: {st:#}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-fn kill(mut w: Worker) {
-    // SIGKILL: no chance to finish anything.
-    w.child.kill().expect("kill");
-    let _ = w.child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,20 +61,19 @@ async fn sigkill_mid_workflow_then_restart_completes_without_doing_anything_twic
     )
     .unwrap();
     let http = reqwest::Client::new();
-    let (ep, hdr) = (sim.identity_endpoint(), sim.identity_header());
 
     // Protect: kill after the registration started and again in the middle of the fan-out.
-    let w = start_worker(&config, &ep, &hdr);
+    let w = ServeProcess::start(&config, &sim);
     let input = json!({ "vmId": VM, "vaultId": VAULT, "policy": "HourlyLogBackup", "databases": { "includeSystem": true } });
     let id = api(&http, &w, "POST", "/api/protect", Some(input)).await["id"].as_str().unwrap().to_string();
     until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "register")))
         .await;
-    kill(w);
-    let w = start_worker(&config, &ep, &hdr);
+    w.kill();
+    let w = ServeProcess::start(&config, &sim);
     until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "protectItem")))
         .await;
-    kill(w);
-    let w = start_worker(&config, &ep, &hdr);
+    w.kill();
+    let w = ServeProcess::start(&config, &sim);
     let st = until(&http, &w, &id, Duration::from_secs(30), |s| s["status"] != "running").await;
     assert_eq!(st["status"], "succeeded", "{st:#}");
 
@@ -113,11 +82,11 @@ async fn sigkill_mid_workflow_then_restart_completes_without_doing_anything_twic
     let id = api(&http, &w, "POST", "/api/backups", Some(input)).await["id"].as_str().unwrap().to_string();
     until(&http, &w, &id, Duration::from_secs(20), |s| s["steps"].as_array().is_some_and(|a| a.iter().any(|r| r["step"] == "trigger")))
         .await;
-    kill(w);
-    let w = start_worker(&config, &ep, &hdr);
+    w.kill();
+    let w = ServeProcess::start(&config, &sim);
     let st = until(&http, &w, &id, Duration::from_secs(40), |s| s["status"] != "running").await;
     assert_eq!(st["status"], "succeeded", "{st:#}");
-    kill(w);
+    w.kill();
 
     // Nothing done twice, as the service sees it.
     let jobs: Value = http.get(format!("{}/_sim/jobs", sim.base_url)).send().await.unwrap().json().await.unwrap();

@@ -80,15 +80,7 @@ async fn a_commit_whose_answer_was_lost_still_sends_what_the_step_sent() {
         let _ = stopped.changed().await;
     }));
 
-    let input = ProtectInput {
-        vm_id: VM.into(),
-        vault_id: Some(VAULT.into()),
-        policy: Some("HourlyLogBackup".into()),
-        databases: DatabaseFilter { include_system: true, ..Default::default() },
-        auto_protect: false,
-        initial_full_backup: false,
-    };
-    let id = engine.submit(WorkflowInput::Protect(input), "test", None).await.unwrap().id;
+    let id = engine.submit(WorkflowInput::Protect(seed_protect_input()), "test", None).await.unwrap().id;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let st = loop {
         let st = engine.backend().load(&id).await.unwrap().unwrap().value;

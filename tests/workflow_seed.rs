@@ -9,17 +9,6 @@ use std::time::Duration;
 
 use sqlvm_backup_shared::workflow::state::*;
 
-fn protect_input() -> ProtectInput {
-    ProtectInput {
-        vm_id: VM.into(),
-        vault_id: Some(VAULT.into()),
-        policy: Some("HourlyLogBackup".into()),
-        databases: DatabaseFilter { include_system: true, ..Default::default() },
-        auto_protect: false,
-        initial_full_backup: false,
-    }
-}
-
 /// Collapse consecutive repeats: the sequence of distinct calls, as the seed document lists it.
 fn sequence(calls: &[(String, u16)]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -34,7 +23,7 @@ fn sequence(calls: &[(String, u16)]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_workflow_end_to_end_makes_exactly_the_seed_calls() {
     let h = Harness::start(seed()).await;
-    let p = h.engine.submit(WorkflowInput::Protect(protect_input()), "test", None).await.expect("submit");
+    let p = h.engine.submit(WorkflowInput::Protect(seed_protect_input()), "test", None).await.expect("submit");
     let st = h.wait(&p.id, Duration::from_secs(30)).await;
     assert_eq!(st.status, WorkflowStatus::Succeeded, "{st:#?}");
     assert_eq!(st.children.len(), 5, "msdb and four more databases");

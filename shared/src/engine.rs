@@ -162,10 +162,7 @@ fn first_step(input: &WorkflowInput) -> Step {
 /// A workflow id: random, or derived from an idempotency key so a repeated submit finds the
 /// first one.
 pub fn workflow_id(kind: WorkflowKind, key: Option<&str>) -> String {
-    let prefix = match kind {
-        WorkflowKind::Protect => "protect",
-        WorkflowKind::Backup => "backup",
-    };
+    let prefix = kind.as_str();
     match key {
         Some(k) => {
             // SHA-256, not a fast hash: a caller must not be able to aim a key at another
@@ -296,9 +293,8 @@ impl Engine {
         let atomic = self.backend.atomic_commit();
         if loaded.value.status.is_terminal() || loaded.value.done_steps.contains(&msg.step_id) {
             let outcome = if loaded.value.status.is_terminal() { Outcome::WorkflowEnded } else { Outcome::Duplicate };
-            // After a partial commit the step is applied but what it sent may never have left.
-            let again = |st: &WorkflowState| if atomic || st.status.is_terminal() { vec![] } else { resend(st, &msg.step_id) };
-            self.commit_with_retry(loaded, &msg, &d, |st| (st.clone(), again(st))).await?;
+            self.commit_with_retry(loaded, &msg, &d, |st| (st.clone(), already_applied(st, &msg.step_id, atomic).unwrap_or_default()))
+                .await?;
             return Ok(outcome);
         }
         let now = Utc::now();
@@ -350,14 +346,10 @@ impl Engine {
         let step_name = msg.step.name();
         let sent = std::sync::atomic::AtomicUsize::new(0);
         let decide = |state: &WorkflowState| -> (WorkflowState, Vec<Scheduled>) {
-            if state.status.is_terminal() {
-                return (state.clone(), vec![]);
-            }
-            if state.done_steps.contains(&msg.step_id) {
-                // Someone applied this step while we raced; or our own write landed and only
-                // its answer was lost (a retried conditional write then fails), in which case
-                // what the step sent never left: send it (again) from the outbox.
-                return (state.clone(), if atomic { vec![] } else { resend(state, &msg.step_id) });
+            // Someone applied this step (or ended the workflow) while we raced; or our own
+            // write landed and only its answer was lost (a retried conditional write fails).
+            if let Some(again) = already_applied(state, &msg.step_id, atomic) {
+                return (state.clone(), again);
             }
             let mut st = state.clone();
             st.updated_at = now;
@@ -495,6 +487,20 @@ fn record(msg: &StepMessage, answer: Option<&Result<ArmAnswer, ArmError>>, now: 
         None => (None, None, None, None),
     };
     StepRecord { step: msg.step.name().to_string(), child: msg.child, at: now, http_status, operation_id, job_id, note }
+}
+
+/// `None` while step `step_id` still has to run. Otherwise it is applied (or the workflow has
+/// ended) and the result is what to send again: on a non-atomic backend what the step sent may
+/// never have left (a partial commit, or a write whose answer was lost), so its outbox goes out
+/// again; duplicates are dropped by step id.
+fn already_applied(st: &WorkflowState, step_id: &str, atomic: bool) -> Option<Vec<Scheduled>> {
+    if st.status.is_terminal() {
+        return Some(vec![]);
+    }
+    if !st.done_steps.contains(step_id) {
+        return None;
+    }
+    Some(if atomic { vec![] } else { resend(st, step_id) })
 }
 
 /// The messages `sender` sent that have not been applied yet, to send again.

@@ -49,13 +49,6 @@ impl From<&Failure> for FailureBody {
     }
 }
 
-pub fn kind_str(input: &WorkflowInput) -> &'static str {
-    match input {
-        WorkflowInput::Protect(_) => "protect",
-        WorkflowInput::Backup(_) => "backup",
-    }
-}
-
 pub fn status_str(s: WorkflowStatus) -> &'static str {
     s.as_str()
 }
@@ -86,7 +79,7 @@ impl From<&WorkflowState> for WorkflowSummary {
     fn from(s: &WorkflowState) -> Self {
         WorkflowSummary {
             id: s.id.clone(),
-            kind: kind_str(&s.input),
+            kind: s.kind.as_str(),
             status: status_str(s.status),
             created_at: ts(s.created_at),
             updated_at: ts(s.updated_at),
@@ -224,7 +217,7 @@ impl From<&WorkflowState> for WorkflowBody {
         .unwrap_or(serde_json::Value::Null);
         WorkflowBody {
             id: s.id.clone(),
-            kind: kind_str(&s.input),
+            kind: s.kind.as_str(),
             status: status_str(s.status),
             origin: s.origin.clone(),
             created_at: ts(s.created_at),

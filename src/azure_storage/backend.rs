@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use sqlvm_backup_shared::ports::{Backend, BackendError, Commit, Delivery, ListFilter, Scheduled, Versioned};
 use sqlvm_backup_shared::workflow::message::StepMessage;
-use sqlvm_backup_shared::workflow::state::{WorkflowState, WorkflowStatus};
+use sqlvm_backup_shared::workflow::state::{WorkflowKind, WorkflowState, WorkflowStatus};
 
 use super::blob::BlobStore;
 use super::error::StorageError;
@@ -82,16 +82,31 @@ fn workflow_blob(id: &str) -> Option<String> {
     ok.then(|| format!("{WORKFLOWS}{id}.json"))
 }
 
-fn metadata(state: &WorkflowState) -> [(&'static str, String); 3] {
-    [
-        ("status", state.status.as_str().to_string()),
-        ("kind", format!("{:?}", state.kind).to_ascii_lowercase()),
-        ("created", state.created_at.timestamp_millis().to_string()),
-    ]
+/// What is written for a workflow: its blob name, its JSON, and the metadata `list` filters on
+/// without downloading it (status, kind, creation time for newest-first order).
+struct StateBlob {
+    name: String,
+    body: Vec<u8>,
+    metadata: [(&'static str, String); 3],
 }
 
-fn encode_state(state: &WorkflowState) -> Vec<u8> {
-    serde_json::to_vec(state).expect("a workflow state always serialises")
+impl StateBlob {
+    fn of(state: &WorkflowState) -> Result<StateBlob, BackendError> {
+        let name = workflow_blob(&state.id).ok_or_else(|| BackendError::Storage(format!("invalid workflow id {}", state.id)))?;
+        Ok(StateBlob {
+            name,
+            body: serde_json::to_vec(state).expect("a workflow state always serialises"),
+            metadata: [
+                ("status", state.status.as_str().to_string()),
+                ("kind", state.kind.as_str().to_string()),
+                ("created", state.created_at.timestamp_millis().to_string()),
+            ],
+        })
+    }
+
+    fn metadata(&self) -> [(&str, &str); 3] {
+        self.metadata.each_ref().map(|(k, v)| (*k, v.as_str()))
+    }
 }
 
 impl AzureStorageBackend {
@@ -185,10 +200,9 @@ impl AzureStorageBackend {
 #[async_trait]
 impl Backend for AzureStorageBackend {
     async fn start(&self, state: &WorkflowState, first: Vec<Scheduled>) -> Result<bool, BackendError> {
-        let name = workflow_blob(&state.id).ok_or_else(|| BackendError::Storage(format!("invalid workflow id {}", state.id)))?;
-        let meta = metadata(state);
-        let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        if self.blobs.create(&name, &encode_state(state), &meta).await.map_err(storage)?.is_none() {
+        let blob = StateBlob::of(state)?;
+        let name = &blob.name;
+        if self.blobs.create(name, &blob.body, &blob.metadata()).await.map_err(storage)?.is_none() {
             return Ok(false);
         }
         for s in &first {
@@ -196,7 +210,7 @@ impl Backend for AzureStorageBackend {
                 // The caller gets an error and may submit again: leave nothing behind that no
                 // message would ever move (a start repeated with the same key finds the
                 // workflow and sends its first message from the outbox instead).
-                if let Err(cleanup) = self.blobs.delete(&name).await {
+                if let Err(cleanup) = self.blobs.delete(name).await {
                     tracing::warn!(workflow_id = %state.id, error = %cleanup, "a workflow whose first message could not be sent was not removed");
                 }
                 return Err(e);
@@ -229,11 +243,9 @@ impl Backend for AzureStorageBackend {
     }
 
     async fn commit(&self, c: Commit) -> Result<String, BackendError> {
-        let name = workflow_blob(&c.state.id).ok_or_else(|| BackendError::Storage(format!("invalid workflow id {}", c.state.id)))?;
-        let meta = metadata(&c.state);
-        let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let blob = StateBlob::of(&c.state)?;
         // Blob writes are durable when acknowledged, so `c.durable` needs nothing more here.
-        let version = self.blobs.replace(&name, &encode_state(&c.state), &c.expected_version, &meta).await.map_err(storage)?;
+        let version = self.blobs.replace(&blob.name, &blob.body, &c.expected_version, &blob.metadata()).await.map_err(storage)?;
         for s in &c.next {
             self.send(&s.message, s.delay).await?;
         }
@@ -267,7 +279,7 @@ impl Backend for AzureStorageBackend {
     async fn list(&self, filter: &ListFilter) -> Result<Vec<WorkflowState>, BackendError> {
         let limit = if filter.limit == 0 { DEFAULT_LIST_LIMIT } else { filter.limit };
         let status = filter.status.map(WorkflowStatus::as_str);
-        let kind = filter.kind.map(|k| format!("{k:?}").to_ascii_lowercase());
+        let kind = filter.kind.map(WorkflowKind::as_str);
         let mut found: Vec<(i64, String)> = self
             .blobs
             .list(WORKFLOWS)
@@ -275,7 +287,7 @@ impl Backend for AzureStorageBackend {
             .map_err(storage)?
             .into_iter()
             .filter(|(_, md)| status.is_none_or(|s| md.get("status").is_some_and(|v| v == s)))
-            .filter(|(_, md)| kind.as_deref().is_none_or(|k| md.get("kind").is_some_and(|v| v == k)))
+            .filter(|(_, md)| kind.is_none_or(|k| md.get("kind").is_some_and(|v| v == k)))
             .map(|(name, md)| (md.get("created").and_then(|c| c.parse().ok()).unwrap_or(0), name))
             .collect();
         // Newest first, like the embedded store.

@@ -132,7 +132,7 @@ impl Handler {
         })?;
         let storage = storage_cfg.backend().map_err(|e| HandlerError::Config(format!("azureStorage: {e}")))?;
         cfg.api.validate().map_err(|e| HandlerError::Config(format!("api: {e}")))?;
-        let engine = crate::serve::engine_on(cfg, storage.clone()).map_err(|e| HandlerError::Config(e.to_string()))?;
+        let engine = crate::serve::engine(cfg, storage.clone()).map_err(|e| HandlerError::Config(e.to_string()))?;
         let scheduler = match &cfg.scheduler {
             Some(s) => Some(Arc::new(Scheduler::new(engine.clone(), s.clone()).map_err(|e| HandlerError::Config(e.to_string()))?)),
             None => None,

@@ -33,14 +33,12 @@ pub(super) async fn run(h: &Handler, request: &InvocationRequest, binding: &str)
     // In a task of its own so that a panicking step is an answer to the host, not a dropped
     // connection.
     let engine = h.engine.clone();
-    let reason = match tokio::spawn(async move { engine.run_delivery(delivery).await }).await {
+    let attempt = format!("attempt {} of {}", q.dequeue_count, h.max_dequeue_count);
+    let (why, code) = match tokio::spawn(async move { engine.run_delivery(delivery).await }).await {
         Ok(Ok(outcome)) => return envelope(InvocationResponse::default().with_log(format!("{workflow} {step}: {outcome:?}"))),
-        Ok(Err(e)) => {
-            (format!("step {step} failed on attempt {} of {}: {e}", q.dequeue_count, h.max_dequeue_count), "StepFailedRepeatedly")
-        }
-        Err(panic) => (format!("step {step} panicked on attempt {} of {}: {panic}", q.dequeue_count, h.max_dequeue_count), "StepPanicked"),
+        Ok(Err(e)) => (format!("step {step} failed on {attempt}: {e}"), "StepFailedRepeatedly"),
+        Err(panic) => (format!("step {step} panicked on {attempt}: {panic}"), "StepPanicked"),
     };
-    let (why, code) = reason;
     if last {
         let f = Failure::local(code, format!("{why}; the message goes to the poison queue"), FailureClass::Retryable);
         h.engine.fail_workflow(&workflow, f).await;

@@ -361,7 +361,7 @@ impl Backend for SqliteBackend {
     /// Newest first (by `created_at`); `limit` 0 means 100.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<WorkflowState>, BackendError> {
         let status = filter.status.map(|s| s.as_str().to_string());
-        let kind = filter.kind.map(kind_str);
+        let kind = filter.kind.map(WorkflowKind::as_str);
         let limit = if filter.limit == 0 { DEFAULT_LIST_LIMIT } else { filter.limit };
         self.run(move |conn| {
             let mut stmt = conn
@@ -416,7 +416,7 @@ impl WorkflowRow {
     fn new(state: &WorkflowState) -> Result<WorkflowRow, BackendError> {
         Ok(WorkflowRow {
             id: state.id.clone(),
-            kind: kind_str(state.kind),
+            kind: state.kind.as_str().to_string(),
             status: state.status.as_str(),
             state: serde_json::to_string(state).map_err(|e| BackendError::Storage(format!("cannot encode workflow {}: {e}", state.id)))?,
             created_at: timestamp(state.created_at),
@@ -460,14 +460,6 @@ fn parse_receipt(receipt: &str) -> Result<(i64, String), BackendError> {
     let (id, token) = receipt.split_once(':').ok_or(BackendError::LeaseLost)?;
     let id = id.parse::<i64>().map_err(|_| BackendError::LeaseLost)?;
     Ok((id, token.to_string()))
-}
-
-fn kind_str(kind: WorkflowKind) -> String {
-    match kind {
-        WorkflowKind::Protect => "protect",
-        WorkflowKind::Backup => "backup",
-    }
-    .to_string()
 }
 
 /// Fixed-width UTC timestamps, so that text order is time order.

@@ -4,6 +4,7 @@
 
 pub mod azurite;
 pub mod host;
+pub mod serve_process;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,20 @@ pub fn seed() -> Scenario {
         cancel_ms: 100,
     };
     s
+}
+
+/// The seed document's protect request: sqlserver-0's databases, system ones included, with
+/// HourlyLogBackup.
+pub fn seed_protect_input() -> sqlvm_backup_shared::workflow::state::ProtectInput {
+    use sqlvm_backup_shared::workflow::state::*;
+    ProtectInput {
+        vm_id: VM.into(),
+        vault_id: Some(VAULT.into()),
+        policy: Some("HourlyLogBackup".into()),
+        databases: DatabaseFilter { include_system: true, ..Default::default() },
+        auto_protect: false,
+        initial_full_backup: false,
+    }
 }
 
 /// A token credential handing out one fixed token (the simulator issued it).

@@ -14,6 +14,16 @@ pub enum WorkflowKind {
     Backup,
 }
 
+impl WorkflowKind {
+    /// The serialised name, also the prefix of workflow ids and the stores' `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowKind::Protect => "protect",
+            WorkflowKind::Backup => "backup",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum WorkflowStatus {
